@@ -1,0 +1,56 @@
+import express, { type Express, type Router } from 'express';
+import type { Logger } from '../lib/logger.ts';
+import { OfftakeError } from '../lib/errors.ts';
+import type { ResourceStore } from '../lib/resource-store/resource-store.ts';
+import { openApiDocument } from './openapi.ts';
+import { problemHandler } from './problem.ts';
+import { dataProductsRouter, type SpecValidator } from './routes/dataproducts.ts';
+
+/** Everything the HTTP API is built from; `server.ts` (or a test) supplies it. */
+export interface AppDeps {
+  store: ResourceStore;
+  validator: SpecValidator;
+  logger: Logger;
+  maxBodyBytes: number;
+  version: string;
+  /** Answers whether the backing services are reachable, for `/readyz`. */
+  ready: () => Promise<boolean>;
+  /** More routers mounted under `/v1` (e.g. the event log's `/v1/streams`), with their OpenAPI paths. */
+  extraRouters?: { path: string; router: Router; openApiPaths?: Record<string, unknown> }[];
+}
+
+/** Builds the express app without listening, so tests call it in-process. */
+export function createApp(deps: AppDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('query parser', 'simple');
+
+  const extraPaths = Object.assign({}, ...(deps.extraRouters ?? []).map((r) => r.openApiPaths ?? {})) as Record<
+    string,
+    unknown
+  >;
+  const openApi = JSON.stringify(openApiDocument(deps.version, extraPaths));
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', async (_req, res) => {
+    if (!(await deps.ready().catch(() => false))) {
+      throw new OfftakeError('unavailable', 'A backing service (Redis) is not reachable.');
+    }
+    res.json({ status: 'ready' });
+  });
+  app.get('/openapi.json', (_req, res) => {
+    res.type('application/json').send(openApi);
+  });
+
+  app.use('/v1', dataProductsRouter(deps));
+  for (const extra of deps.extraRouters ?? []) app.use(extra.path, extra.router);
+
+  app.use((req, _res, next) => {
+    next(new OfftakeError('not-found', `No route for ${req.method} ${req.path}.`));
+  });
+  app.use(problemHandler(deps.logger));
+  return app;
+}

@@ -1,0 +1,76 @@
+/**
+ * The only place that listens: wires configuration, Redis, the resource store, the validator
+ * and the event log into the app, and serves it until SIGINT/SIGTERM.
+ */
+import type { Server } from 'node:http';
+import { Redis } from 'ioredis';
+import type { OfftakeConfig } from '../lib/config.ts';
+import type { Logger } from '../lib/logger.ts';
+import { RedisResourceStore } from '../lib/resource-store/redis-resource-store.ts';
+import { DataProductValidator } from '../lib/validation/validator.ts';
+import { createApp } from './app.ts';
+import { VERSION } from '../lib/version.ts';
+
+/** A running API server. */
+export interface RunningServer {
+  server: Server;
+  port: number;
+  close(): Promise<void>;
+}
+
+/** Connects to Redis and fails fast, with a message naming the URL (without credentials). */
+export async function connectRedis(url: string, logger: Logger): Promise<Redis> {
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 3, enableOfflineQueue: true });
+  redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection error'));
+  try {
+    await redis.connect();
+    await redis.ping();
+  } catch (err) {
+    redis.disconnect();
+    throw new Error(`cannot reach Redis at ${redactUrl(url)}: ${(err as Error).message}`, { cause: err });
+  }
+  return redis;
+}
+
+/** A URL with its password replaced, safe for logs and errors. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '<unparseable URL>';
+  }
+}
+
+/** Starts the API on `config.port` (0 picks a free port). */
+export async function startApiServer(config: OfftakeConfig, logger: Logger): Promise<RunningServer> {
+  const redis = await connectRedis(config.redisUrl, logger);
+  const store = new RedisResourceStore(redis, { prefix: `${config.redisPrefix}:resources` });
+  const validator = new DataProductValidator({ allowDedicated: false });
+  const app = createApp({
+    store,
+    validator,
+    logger,
+    maxBodyBytes: config.maxBodyBytes,
+    version: VERSION,
+    ready: async () => (await redis.ping()) === 'PONG',
+  });
+  const server = await new Promise<Server>((resolve, reject) => {
+    const s = app.listen(config.port, config.host, () => resolve(s));
+    s.once('error', reject);
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : config.port;
+  logger.info({ port, redis: redactUrl(config.redisUrl) }, 'offtake api listening');
+  return {
+    server,
+    port,
+    close: async () => {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      await store.close();
+      redis.disconnect();
+    },
+  };
+}

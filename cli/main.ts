@@ -1,0 +1,51 @@
+/**
+ * The `offtake` command: the one file that reads the environment and wires the parts together.
+ */
+import { Command, InvalidArgumentError } from 'commander';
+import { loadConfig } from '../lib/config.ts';
+import { createLogger } from '../lib/logger.ts';
+import { VERSION } from '../lib/version.ts';
+import { startApiServer } from '../api/server.ts';
+import { registerClientCommands } from './client-commands.ts';
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('must be a port number (0-65535)');
+  return n;
+}
+
+const program = new Command()
+  .name('offtake')
+  .description('Self-service data provisioning: DataProducts filled from the central event log.')
+  .version(VERSION)
+  .showHelpAfterError();
+
+program
+  .command('api')
+  .description('start the HTTP API server (DataProducts, event log, OpenAPI, health)')
+  .option('-p, --port <port>', 'port to listen on (env OFFTAKE_PORT)', port)
+  .option('--host <host>', 'address to bind (env OFFTAKE_HOST)')
+  .action(async (opts: { port?: number; host?: string }) => {
+    const config = loadConfig(process.env, { port: opts.port, host: opts.host });
+    const logger = createLogger(config.logLevel);
+    const running = await startApiServer(config, logger);
+    const stop = (signal: string) => {
+      logger.info({ signal }, 'shutting down');
+      running.close().then(
+        () => process.exit(0),
+        (err: unknown) => {
+          logger.error({ err }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+
+registerClientCommands(program);
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  process.stderr.write(`offtake: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});
