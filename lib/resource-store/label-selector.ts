@@ -33,7 +33,10 @@ export function isValidLabelKey(key: string): boolean {
   const slash = key.indexOf('/');
   const prefix = slash === -1 ? undefined : key.slice(0, slash);
   const name = slash === -1 ? key : key.slice(slash + 1);
-  if (prefix !== undefined && (prefix.length === 0 || prefix.length > 253 || !DNS1123_SUBDOMAIN.test(prefix))) {
+  if (
+    prefix !== undefined &&
+    (prefix.length === 0 || prefix.length > 253 || !DNS1123_SUBDOMAIN.test(prefix))
+  ) {
     return false;
   }
   return name.length <= 63 && NAME_PART.test(name);
@@ -94,7 +97,9 @@ function selectorError(selector: string, column: number, what: string): OfftakeE
     'invalid-parameter',
     `Invalid label selector ${JSON.stringify(selector)}: ${what} at column ${column}.`,
     {
-      errors: [{ pointer: '/labelSelector', message: `${what} at column ${column}`, column, kind: 'label-selector' }],
+      errors: [
+        { pointer: '/labelSelector', message: `${what} at column ${column}`, column, kind: 'label-selector' },
+      ],
     },
   );
 }
@@ -121,7 +126,8 @@ class SelectorParser {
       requirements.push(this.requirement());
       const next = this.next();
       if (next.kind === 'end') return requirements;
-      if (next.kind !== ',') throw this.error(next, `expected "," or the end of the selector, found ${describe(next)}`);
+      if (next.kind !== ',')
+        throw this.error(next, `expected "," or the end of the selector, found ${describe(next)}`);
     }
   }
 
@@ -151,13 +157,17 @@ class SelectorParser {
         this.next();
         return { key, operator: op.kind, values: this.valueList() };
       default:
-        throw this.error(op, `expected an operator (=, ==, !=, in, notin) after the key ${JSON.stringify(key)}, found ${describe(op)}`);
+        throw this.error(
+          op,
+          `expected an operator (=, ==, !=, in, notin) after the key ${JSON.stringify(key)}, found ${describe(op)}`,
+        );
     }
   }
 
   private key(): string {
     const token = this.next();
-    if (token.kind !== 'identifier') throw this.error(token, `expected a label key, found ${describe(token)}`);
+    if (token.kind !== 'identifier')
+      throw this.error(token, `expected a label key, found ${describe(token)}`);
     if (!isValidLabelKey(token.text)) {
       throw this.error(
         token,
@@ -180,7 +190,8 @@ class SelectorParser {
 
   private valueList(): string[] {
     const open = this.next();
-    if (open.kind !== '(') throw this.error(open, `expected "(" to start the value list, found ${describe(open)}`);
+    if (open.kind !== '(')
+      throw this.error(open, `expected "(" to start the value list, found ${describe(open)}`);
     const values: string[] = [];
     for (;;) {
       const token = this.next();
@@ -191,7 +202,8 @@ class SelectorParser {
         values.push(this.checkedValue(token));
         const after = this.next();
         if (after.kind === ')') return values;
-        if (after.kind !== ',') throw this.error(after, `expected "," or ")" in the value list, found ${describe(after)}`);
+        if (after.kind !== ',')
+          throw this.error(after, `expected "," or ")" in the value list, found ${describe(after)}`);
         continue;
       } else {
         throw this.error(token, `expected a label value or ")", found ${describe(token)}`);
