@@ -118,8 +118,8 @@ describe('RedisResourceStore', () => {
     assert.equal((await redis.scan('0', 'MATCH', `${prefix}:*`, 'COUNT', 1000))[1].length, 0);
   });
 
-  void describe('create and get', () => {
-    void it('creates generation 1 with a uid, a resourceVersion and the clock as creationTimestamp', async () => {
+  describe('create and get', () => {
+    it('creates generation 1 with a uid, a resourceVersion and the clock as creationTimestamp', async () => {
       const created = await store.create(input('eu-big-orders', { labels: { team: 'checkout' } }));
       assert.equal(created.apiVersion, 'offtake.dev/v1alpha1');
       assert.equal(created.kind, 'DataProduct');
@@ -139,14 +139,14 @@ describe('RedisResourceStore', () => {
       assert.deepEqual(await store.get('checkout', 'eu-big-orders'), created);
     });
 
-    void it('gives every object its own uid and a rising resourceVersion', async () => {
+    it('gives every object its own uid and a rising resourceVersion', async () => {
       const a = await store.create(input('a'));
       const b = await store.create(input('b'));
       assert.notEqual(a.metadata.uid, b.metadata.uid);
       assert.ok(Number(b.metadata.resourceVersion) > Number(a.metadata.resourceVersion));
     });
 
-    void it('refuses to create an existing name, and changes nothing', async () => {
+    it('refuses to create an existing name, and changes nothing', async () => {
       const created = await store.create(input('dup'));
       await rejectsWith(
         store.create(input('dup', { spec: specWithTable('other') })),
@@ -158,7 +158,7 @@ describe('RedisResourceStore', () => {
       await store.create(input('dup', { namespace: 'billing' }));
     });
 
-    void it('ignores status, and a resourceVersion, on create; keeps given finalizers', async () => {
+    it('ignores status, and a resourceVersion, on create; keeps given finalizers', async () => {
       const withStatus = {
         ...input('s', { resourceVersion: '999', finalizers: [FINALIZER] }),
         status: STATUS,
@@ -169,11 +169,11 @@ describe('RedisResourceStore', () => {
       assert.deepEqual(created.metadata.finalizers, [FINALIZER]);
     });
 
-    void it('answers not-found for a missing object', async () => {
+    it('answers not-found for a missing object', async () => {
       await rejectsWith(store.get('checkout', 'missing'), 'not-found', /checkout\/missing/);
     });
 
-    void it('rejects names that are not DNS-1123 labels before they reach a key', async () => {
+    it('rejects names that are not DNS-1123 labels before they reach a key', async () => {
       for (const bad of ['Upper', 'a:b', 'a/b', '-a', 'a'.repeat(64), '', 'a*']) {
         await rejectsWith(store.get('checkout', bad), 'invalid-name');
         await rejectsWith(store.create(input(bad)), 'invalid-name');
@@ -182,7 +182,7 @@ describe('RedisResourceStore', () => {
       assert.equal((await redis.scan('0', 'MATCH', `${prefix}:*`, 'COUNT', 1000))[1].length, 0);
     });
 
-    void it('rejects invalid labels, annotation keys and finalizers', async () => {
+    it('rejects invalid labels, annotation keys and finalizers', async () => {
       await rejectsWith(store.create(input('l', { labels: { 'bad key': 'x' } })), 'invalid-spec');
       await rejectsWith(store.create(input('l', { labels: { ok: 'bad value!' } })), 'invalid-spec');
       await rejectsWith(store.create(input('l', { annotations: { '/nope': 'x' } })), 'invalid-spec');
@@ -191,8 +191,8 @@ describe('RedisResourceStore', () => {
     });
   });
 
-  void describe('replace', () => {
-    void it('bumps generation only when the spec changes; resourceVersion on every write', async () => {
+  describe('replace', () => {
+    it('bumps generation only when the spec changes; resourceVersion on every write', async () => {
       const v1 = await store.create(input('p'));
       const v2 = await store.replace(input('p', { labels: { tier: 'gold' }, annotations: { note: 'x' } }));
       assert.equal(v2.metadata.generation, 1);
@@ -210,7 +210,7 @@ describe('RedisResourceStore', () => {
       assert.deepEqual(await store.get('checkout', 'p'), v4);
     });
 
-    void it('is no write when nothing changes: same resourceVersion, no event', async () => {
+    it('is no write when nothing changes: same resourceVersion, no event', async () => {
       const created = await store.create(input('same', { labels: { a: 'b' } }));
       const watch = store.watch({ resourceVersion: created.metadata.resourceVersion });
       const again = await store.replace(input('same', { labels: { a: 'b' } }));
@@ -221,7 +221,7 @@ describe('RedisResourceStore', () => {
       assert.equal(event.object.metadata.resourceVersion, marker.metadata.resourceVersion);
     });
 
-    void it('ignores status on replace and keeps the stored one', async () => {
+    it('ignores status on replace and keeps the stored one', async () => {
       await store.create(input('st'));
       await store.updateStatus('checkout', 'st', STATUS);
       const replaced = await store.replace({
@@ -232,7 +232,7 @@ describe('RedisResourceStore', () => {
       assert.deepEqual((await store.get('checkout', 'st')).status, STATUS);
     });
 
-    void it('answers conflict, naming both versions, to a stale resourceVersion', async () => {
+    it('answers conflict, naming both versions, to a stale resourceVersion', async () => {
       const v1 = await store.create(input('c'));
       const v2 = await store.replace(input('c', { labels: { x: 'y' } }));
       await rejectsWith(
@@ -251,12 +251,12 @@ describe('RedisResourceStore', () => {
       assert.equal(v3.metadata.generation, 2);
     });
 
-    void it('answers not-found for a missing object', async () => {
+    it('answers not-found for a missing object', async () => {
       await rejectsWith(store.replace(input('ghost')), 'not-found');
       await rejectsWith(store.get('checkout', 'ghost'), 'not-found');
     });
 
-    void it('lets exactly one of many concurrent replaces with the same resourceVersion win', async () => {
+    it('lets exactly one of many concurrent replaces with the same resourceVersion win', async () => {
       const created = await store.create(input('race'));
       const stores = [store, secondStore(), secondStore(), secondStore()];
       const attempts = Array.from({ length: 12 }, (_, i) =>
@@ -275,7 +275,7 @@ describe('RedisResourceStore', () => {
       assert.equal(stored.metadata.generation, 2);
     });
 
-    void it('applies every concurrent write without a resourceVersion (none lost to a race)', async () => {
+    it('applies every concurrent write without a resourceVersion (none lost to a race)', async () => {
       await store.create(input('merge'));
       const other = secondStore();
       const statuses = Array.from({ length: 20 }, (_, i) =>
@@ -299,8 +299,8 @@ describe('RedisResourceStore', () => {
     });
   });
 
-  void describe('updateStatus', () => {
-    void it('writes only the status: spec and generation untouched, resourceVersion new', async () => {
+  describe('updateStatus', () => {
+    it('writes only the status: spec and generation untouched, resourceVersion new', async () => {
       const created = await store.create(input('status'));
       const updated = await store.updateStatus('checkout', 'status', STATUS);
       assert.deepEqual(updated.status, STATUS);
@@ -314,7 +314,7 @@ describe('RedisResourceStore', () => {
       assert.deepEqual((await store.get('checkout', 'status')).spec, SPEC);
     });
 
-    void it('checks a given resourceVersion and answers not-found for a missing object', async () => {
+    it('checks a given resourceVersion and answers not-found for a missing object', async () => {
       const created = await store.create(input('sv'));
       const updated = await store.updateStatus('checkout', 'sv', STATUS, created.metadata.resourceVersion);
       await rejectsWith(
@@ -326,8 +326,8 @@ describe('RedisResourceStore', () => {
     });
   });
 
-  void describe('delete and finalizers', () => {
-    void it('removes an object without finalizers at once and emits DELETED', async () => {
+  describe('delete and finalizers', () => {
+    it('removes an object without finalizers at once and emits DELETED', async () => {
       const created = await store.create(input('gone'));
       const watch = store.watch({ resourceVersion: created.metadata.resourceVersion });
       assert.equal(await store.delete('checkout', 'gone'), undefined);
@@ -343,7 +343,7 @@ describe('RedisResourceStore', () => {
       assert.notEqual(again.metadata.uid, created.metadata.uid);
     });
 
-    void it('with finalizers only marks the object (once), and removes it when the last finalizer goes', async () => {
+    it('with finalizers only marks the object (once), and removes it when the last finalizer goes', async () => {
       const created = await store.create(input('fin', { finalizers: [FINALIZER, 'offtake.dev/other'] }));
       const watch = store.watch({ resourceVersion: created.metadata.resourceVersion });
 
@@ -385,7 +385,7 @@ describe('RedisResourceStore', () => {
       assert.deepEqual(events[3].object.metadata.finalizers, []);
     });
 
-    void it('removes a deleting object when a replace drops its last finalizer', async () => {
+    it('removes a deleting object when a replace drops its last finalizer', async () => {
       await store.create(input('rf', { finalizers: [FINALIZER] }));
       await store.delete('checkout', 'rf');
       const last = await store.replace(input('rf', { finalizers: [] }));
@@ -393,7 +393,7 @@ describe('RedisResourceStore', () => {
       await rejectsWith(store.get('checkout', 'rf'), 'not-found');
     });
 
-    void it('keeps finalizers on replace when none are given, and setFinalizers on a live object does not delete it', async () => {
+    it('keeps finalizers on replace when none are given, and setFinalizers on a live object does not delete it', async () => {
       await store.create(input('keep', { finalizers: [FINALIZER] }));
       const replaced = await store.replace(input('keep', { labels: { a: 'b' } }));
       assert.deepEqual(replaced.metadata.finalizers, [FINALIZER]);
@@ -403,7 +403,7 @@ describe('RedisResourceStore', () => {
       assert.deepEqual(await store.get('checkout', 'keep'), cleared);
     });
 
-    void it('checks a given resourceVersion on delete and setFinalizers', async () => {
+    it('checks a given resourceVersion on delete and setFinalizers', async () => {
       const created = await store.create(input('dv', { finalizers: [FINALIZER] }));
       await store.updateStatus('checkout', 'dv', STATUS);
       await rejectsWith(store.delete('checkout', 'dv', created.metadata.resourceVersion), 'conflict');
@@ -419,8 +419,8 @@ describe('RedisResourceStore', () => {
     });
   });
 
-  void describe('list', () => {
-    void it('lists sorted by namespace and name, by namespace, with the current resourceVersion', async () => {
+  describe('list', () => {
+    it('lists sorted by namespace and name, by namespace, with the current resourceVersion', async () => {
       await store.create(input('b', { namespace: 'zeta' }));
       await store.create(input('b', { namespace: 'alpha' }));
       await store.create(input('a-b', { namespace: 'alpha' }));
@@ -442,11 +442,11 @@ describe('RedisResourceStore', () => {
       assert.deepEqual(await store.get('alpha', 'a'), alpha.items[0]);
     });
 
-    void it('answers resourceVersion 0 and no items for an empty store', async () => {
+    it('answers resourceVersion 0 and no items for an empty store', async () => {
       assert.deepEqual(await store.list(), { items: [], resourceVersion: '0' });
     });
 
-    void it('drops deleted objects from the index, and the resourceVersion still rises', async () => {
+    it('drops deleted objects from the index, and the resourceVersion still rises', async () => {
       await store.create(input('x'));
       await store.create(input('y'));
       await store.delete('checkout', 'x');
@@ -458,7 +458,7 @@ describe('RedisResourceStore', () => {
       assert.equal(listed.resourceVersion, '3');
     });
 
-    void it('filters by label selector', async () => {
+    it('filters by label selector', async () => {
       await store.create(input('gold-eu', { labels: { tier: 'gold', region: 'eu' } }));
       await store.create(input('silver-us', { labels: { tier: 'silver', region: 'us' } }));
       await store.create(input('plain'));
@@ -475,8 +475,8 @@ describe('RedisResourceStore', () => {
     });
   });
 
-  void describe('watch', () => {
-    void it('delivers every change in order, then resumes from the last seen version with none missed or repeated', async () => {
+  describe('watch', () => {
+    it('delivers every change in order, then resumes from the last seen version with none missed or repeated', async () => {
       const base = await store.list();
       const watch = store.watch({ resourceVersion: base.resourceVersion });
       await store.create(input('one'));
@@ -523,14 +523,14 @@ describe('RedisResourceStore', () => {
       assert.deepEqual(summary(await take(resumed, 1)), ['ADDED checkout/five']);
     });
 
-    void it('without a resourceVersion starts from now', async () => {
+    it('without a resourceVersion starts from now', async () => {
       await store.create(input('before'));
       const watch = store.watch();
       await store.create(input('after'));
       assert.deepEqual(summary(await take(watch, 1)), ['ADDED checkout/after']);
     });
 
-    void it('filters by namespace', async () => {
+    it('filters by namespace', async () => {
       const watch = store.watch({ namespace: 'billing', resourceVersion: '0' });
       await store.create(input('a'));
       await store.create(input('b', { namespace: 'billing' }));
@@ -539,7 +539,7 @@ describe('RedisResourceStore', () => {
       assert.deepEqual(summary(await take(watch, 2)), ['ADDED billing/b', 'MODIFIED billing/b']);
     });
 
-    void it('ends iteration when closed, even while a read is pending', async () => {
+    it('ends iteration when closed, even while a read is pending', async () => {
       const watch = store.watch();
       const iterator = watch[Symbol.asyncIterator]();
       const pending = iterator.next();
@@ -548,7 +548,7 @@ describe('RedisResourceStore', () => {
       assert.deepEqual(await iterator.next(), { done: true, value: undefined });
     });
 
-    void it('ends every open watch when the store closes, and a break in for-await closes the watch', async () => {
+    it('ends every open watch when the store closes, and a break in for-await closes the watch', async () => {
       await store.create(input('x'));
       const broken = store.watch({ resourceVersion: '0' });
       for await (const event of broken) {
@@ -561,7 +561,7 @@ describe('RedisResourceStore', () => {
       assert.equal((await pending).done, true);
     });
 
-    void it('fails with watch-expired from a version older than the kept history', async () => {
+    it('fails with watch-expired from a version older than the kept history', async () => {
       await store.close();
       store = new RedisResourceStore(redis, { prefix, clock: () => clock, watchHistory: 3 });
       for (let i = 0; i < 10; i += 1) await store.create(input(`p${i}`));
@@ -579,7 +579,7 @@ describe('RedisResourceStore', () => {
       );
     });
 
-    void it('fails with watch-expired when it falls behind the trimming of the history', async () => {
+    it('fails with watch-expired when it falls behind the trimming of the history', async () => {
       await store.close();
       store = new RedisResourceStore(redis, { prefix, clock: () => clock, watchHistory: 3 });
       await store.create(input('first'));
@@ -588,7 +588,7 @@ describe('RedisResourceStore', () => {
       await rejectsWith(take(slow, 1), 'watch-expired');
     });
 
-    void it('fails with watch-expired from a version ahead of the store, and rejects a malformed one', async () => {
+    it('fails with watch-expired from a version ahead of the store, and rejects a malformed one', async () => {
       await store.create(input('x'));
       await rejectsWith(take(store.watch({ resourceVersion: '50' }), 1), 'watch-expired', /ahead/);
       for (const bad of ['abc', '-1', '1.5', '', '01']) {
@@ -604,8 +604,8 @@ describe('RedisResourceStore', () => {
     });
   });
 
-  void describe('durability across a restart of the API', () => {
-    void it('a new store on a new connection sees the same objects and resumes the watch', async () => {
+  describe('durability across a restart of the API', () => {
+    it('a new store on a new connection sees the same objects and resumes the watch', async () => {
       const watch = store.watch({ resourceVersion: '0' });
       const a = await store.create(input('a', { finalizers: [FINALIZER] }));
       await store.updateStatus('checkout', 'a', STATUS);
@@ -664,7 +664,7 @@ describe('parseLabelSelector', () => {
     ['  tier  =  gold  ', ['gold', 'goldEu']],
   ];
   for (const [selector, expected] of matrix) {
-    void it(`${JSON.stringify(selector)} selects ${expected.join(', ') || 'nothing'}`, () => {
+    it(`${JSON.stringify(selector)} selects ${expected.join(', ') || 'nothing'}`, () => {
       const parsed = parseLabelSelector(selector);
       const selected = (Object.keys(labels) as Name[]).filter((name) => parsed.matches(labels[name]));
       assert.deepEqual(selected, expected);
@@ -702,7 +702,7 @@ describe('parseLabelSelector', () => {
     ['tier notin (a,(b))', 15],
   ];
   for (const [selector, column] of invalid) {
-    void it(`rejects ${JSON.stringify(selector)} at column ${column}`, () => {
+    it(`rejects ${JSON.stringify(selector)} at column ${column}`, () => {
       assert.throws(
         () => parseLabelSelector(selector),
         (err: unknown) => {
