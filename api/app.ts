@@ -26,10 +26,10 @@ export function createApp(deps: AppDeps): Express {
   app.set('etag', false);
   app.set('query parser', 'simple');
 
-  const extraPaths = Object.assign({}, ...(deps.extraRouters ?? []).map((r) => r.openApiPaths ?? {})) as Record<
-    string,
-    unknown
-  >;
+  const extraPaths = Object.assign(
+    {},
+    ...(deps.extraRouters ?? []).map((r) => r.openApiPaths ?? {}),
+  ) as Record<string, unknown>;
   const openApi = JSON.stringify(openApiDocument(deps.version, extraPaths));
 
   app.get('/healthz', (_req, res) => {

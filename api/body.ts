@@ -30,7 +30,10 @@ export function specMediaType(header: string | undefined): SpecMediaType {
       { extensions: { accepted: Object.keys(SPEC_MEDIA_TYPES) } },
     );
   }
-  const charset = /charset=([^;]+)/i.exec(header ?? '')?.[1]?.trim().toLowerCase();
+  const charset = /charset=([^;]+)/i
+    .exec(header ?? '')?.[1]
+    ?.trim()
+    .toLowerCase();
   if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
     throw new OfftakeError('unsupported-media-type', `charset ${charset} is not accepted; send UTF-8.`);
   }

@@ -13,13 +13,33 @@ const problem = (description: string) => ({
   content: { 'application/problem+json': { schema: ref('Problem') } },
 });
 
-const nsParam = { name: 'namespace', in: 'path', required: true, schema: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', maxLength: 63 } };
+const nsParam = {
+  name: 'namespace',
+  in: 'path',
+  required: true,
+  schema: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', maxLength: 63 },
+};
 const nameParam = { ...nsParam, name: 'name' };
-const dryRunParam = { name: 'dryRun', in: 'query', required: false, schema: { enum: ['All'] }, description: 'Validate only; store nothing.' };
-const selectorParam = { name: 'labelSelector', in: 'query', required: false, schema: { type: 'string' }, description: 'Kubernetes label selector.' };
+const dryRunParam = {
+  name: 'dryRun',
+  in: 'query',
+  required: false,
+  schema: { enum: ['All'] },
+  description: 'Validate only; store nothing.',
+};
+const selectorParam = {
+  name: 'labelSelector',
+  in: 'query',
+  required: false,
+  schema: { type: 'string' },
+  description: 'Kubernetes label selector.',
+};
 
 /** Returns the OpenAPI document; `extraPaths` lets other routers (the event log) describe themselves. */
-export function openApiDocument(version: string, extraPaths: Record<string, unknown> = {}): Record<string, unknown> {
+export function openApiDocument(
+  version: string,
+  extraPaths: Record<string, unknown> = {},
+): Record<string, unknown> {
   const errorResponses = {
     '400': problem('Invalid input: the errors list says what and where.'),
     '404': problem('No such resource.'),
@@ -36,25 +56,87 @@ export function openApiDocument(version: string, extraPaths: Record<string, unkn
     },
     paths: {
       '/v1/dataproducts': {
-        get: { summary: 'List DataProducts in all namespaces', parameters: [selectorParam], responses: { '200': { description: 'The list', content: json(ref('DataProductList')) }, '400': errorResponses['400'] } },
+        get: {
+          summary: 'List DataProducts in all namespaces',
+          parameters: [selectorParam],
+          responses: {
+            '200': { description: 'The list', content: json(ref('DataProductList')) },
+            '400': errorResponses['400'],
+          },
+        },
       },
       '/v1/namespaces/{namespace}/dataproducts': {
         parameters: [nsParam],
-        get: { summary: 'List DataProducts in a namespace', parameters: [selectorParam], responses: { '200': { description: 'The list', content: json(ref('DataProductList')) }, '400': errorResponses['400'] } },
-        post: { summary: 'Create a DataProduct', parameters: [dryRunParam], requestBody: { required: true, content: json(ref('DataProduct')) }, responses: { '201': { description: 'Created', content: json(ref('DataProduct')) }, ...errorResponses } },
+        get: {
+          summary: 'List DataProducts in a namespace',
+          parameters: [selectorParam],
+          responses: {
+            '200': { description: 'The list', content: json(ref('DataProductList')) },
+            '400': errorResponses['400'],
+          },
+        },
+        post: {
+          summary: 'Create a DataProduct',
+          parameters: [dryRunParam],
+          requestBody: { required: true, content: json(ref('DataProduct')) },
+          responses: {
+            '201': { description: 'Created', content: json(ref('DataProduct')) },
+            ...errorResponses,
+          },
+        },
       },
       '/v1/namespaces/{namespace}/dataproducts/{name}': {
         parameters: [nsParam, nameParam],
-        get: { summary: 'Read a DataProduct', responses: { '200': { description: 'The product', content: json(ref('DataProduct')) }, '404': errorResponses['404'] } },
-        put: { summary: 'Replace a DataProduct (optimistic concurrency with metadata.resourceVersion)', parameters: [dryRunParam], requestBody: { required: true, content: json(ref('DataProduct')) }, responses: { '200': { description: 'Replaced', content: json(ref('DataProduct')) }, ...errorResponses } },
-        delete: { summary: 'Delete a DataProduct', parameters: [dryRunParam, { name: 'resourceVersion', in: 'query', required: false, schema: { type: 'string' } }], responses: { '200': { description: 'Deleted' }, '202': { description: 'Deletion pending finalizers', content: json(ref('DataProduct')) }, '404': errorResponses['404'], '409': errorResponses['409'] } },
+        get: {
+          summary: 'Read a DataProduct',
+          responses: {
+            '200': { description: 'The product', content: json(ref('DataProduct')) },
+            '404': errorResponses['404'],
+          },
+        },
+        put: {
+          summary: 'Replace a DataProduct (optimistic concurrency with metadata.resourceVersion)',
+          parameters: [dryRunParam],
+          requestBody: { required: true, content: json(ref('DataProduct')) },
+          responses: {
+            '200': { description: 'Replaced', content: json(ref('DataProduct')) },
+            ...errorResponses,
+          },
+        },
+        delete: {
+          summary: 'Delete a DataProduct',
+          parameters: [
+            dryRunParam,
+            { name: 'resourceVersion', in: 'query', required: false, schema: { type: 'string' } },
+          ],
+          responses: {
+            '200': { description: 'Deleted' },
+            '202': { description: 'Deletion pending finalizers', content: json(ref('DataProduct')) },
+            '404': errorResponses['404'],
+            '409': errorResponses['409'],
+          },
+        },
       },
       '/v1/namespaces/{namespace}/dataproducts/{name}/status': {
         parameters: [nsParam, nameParam],
-        get: { summary: 'Read the status of a DataProduct', responses: { '200': { description: 'The status', content: json({ type: 'object', properties: { status: ref('DataProductStatus') } }) }, '404': errorResponses['404'] } },
+        get: {
+          summary: 'Read the status of a DataProduct',
+          responses: {
+            '200': {
+              description: 'The status',
+              content: json({ type: 'object', properties: { status: ref('DataProductStatus') } }),
+            },
+            '404': errorResponses['404'],
+          },
+        },
       },
       '/healthz': { get: { summary: 'Liveness', responses: { '200': { description: 'Alive' } } } },
-      '/readyz': { get: { summary: 'Readiness (backing services reachable)', responses: { '200': { description: 'Ready' }, '503': problem('Not ready') } } },
+      '/readyz': {
+        get: {
+          summary: 'Readiness (backing services reachable)',
+          responses: { '200': { description: 'Ready' }, '503': problem('Not ready') },
+        },
+      },
       ...extraPaths,
     },
     components: {

@@ -7,7 +7,10 @@ export const PROBLEM_MEDIA_TYPE = 'application/problem+json';
 
 /** Sends an {@link OfftakeError} as problem+json. */
 export function sendProblem(res: Parameters<RequestHandler>[1], err: OfftakeError, instance: string): void {
-  res.status(err.status).type(PROBLEM_MEDIA_TYPE).send(JSON.stringify(err.toProblem(instance)));
+  res
+    .status(err.status)
+    .type(PROBLEM_MEDIA_TYPE)
+    .send(JSON.stringify(err.toProblem(instance)));
 }
 
 /**
@@ -29,18 +32,34 @@ export function problemHandler(logger: Logger): ErrorRequestHandler {
     }
     const e = err as { type?: string; status?: number; limit?: number } | undefined;
     if (e?.type === 'entity.too.large' || e?.status === 413) {
-      sendProblem(res, new OfftakeError('too-large', `The body exceeds the limit of ${e.limit ?? '?'} bytes.`), instance);
+      sendProblem(
+        res,
+        new OfftakeError('too-large', `The body exceeds the limit of ${e.limit ?? '?'} bytes.`),
+        instance,
+      );
       return;
     }
     if (e?.type === 'encoding.unsupported' || e?.type === 'charset.unsupported') {
-      sendProblem(res, new OfftakeError('unsupported-media-type', 'The body encoding or charset is not supported.'), instance);
+      sendProblem(
+        res,
+        new OfftakeError('unsupported-media-type', 'The body encoding or charset is not supported.'),
+        instance,
+      );
       return;
     }
     if (e?.type === 'request.aborted') {
-      sendProblem(res, new OfftakeError('invalid-parameter', 'The request was aborted by the client.'), instance);
+      sendProblem(
+        res,
+        new OfftakeError('invalid-parameter', 'The request was aborted by the client.'),
+        instance,
+      );
       return;
     }
     logger.error({ err, instance }, 'unexpected error');
-    sendProblem(res, new OfftakeError('internal', 'An internal error occurred; it has been logged.'), instance);
+    sendProblem(
+      res,
+      new OfftakeError('internal', 'An internal error occurred; it has been logged.'),
+      instance,
+    );
   };
 }

@@ -9,13 +9,27 @@ export interface LoadResult {
   statuses: Record<number, number>;
 }
 
-function once(agent: http.Agent, url: URL, method: string, body: string | undefined, headers: Record<string, string>): Promise<number> {
+function once(
+  agent: http.Agent,
+  url: URL,
+  method: string,
+  body: string | undefined,
+  headers: Record<string, string>,
+): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, agent, headers: body === undefined ? headers : { ...headers, 'content-length': Buffer.byteLength(body) } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-      res.on('error', reject);
-    });
+    const req = http.request(
+      url,
+      {
+        method,
+        agent,
+        headers: body === undefined ? headers : { ...headers, 'content-length': Buffer.byteLength(body) },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -24,7 +38,13 @@ function once(agent: http.Agent, url: URL, method: string, body: string | undefi
 /** Sends requests from `concurrency` loops for `seconds`, counting completions. */
 export async function load(
   target: string,
-  opts: { method?: string; body?: string; headers?: Record<string, string>; concurrency: number; seconds: number },
+  opts: {
+    method?: string;
+    body?: string;
+    headers?: Record<string, string>;
+    concurrency: number;
+    seconds: number;
+  },
 ): Promise<LoadResult> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: opts.concurrency });
   const url = new URL(target);

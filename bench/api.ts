@@ -16,21 +16,47 @@ const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 16);
 const yamlSpec = readFileSync(new URL('../examples/eu-big-orders.yaml', import.meta.url), 'utf8');
 const jsonSpec = JSON.stringify(parse(yamlSpec));
 
-const config = loadConfig(process.env, { port: 0, host: '127.0.0.1', redisPrefix: `bench:api:${process.pid}` });
+const config = loadConfig(process.env, {
+  port: 0,
+  host: '127.0.0.1',
+  redisPrefix: `bench:api:${process.pid}`,
+});
 const server = await startApiServer(config, createLogger('silent'));
 const base = `http://127.0.0.1:${server.port}`;
 const specUrl = `${base}/v1/namespaces/bench/dataproducts?dryRun=All`;
 
-const check = await fetch(specUrl, { method: 'POST', headers: { 'content-type': 'application/yaml' }, body: yamlSpec });
+const check = await fetch(specUrl, {
+  method: 'POST',
+  headers: { 'content-type': 'application/yaml' },
+  body: yamlSpec,
+});
 if (check.status !== 201) throw new Error(`the spec did not validate: ${check.status} ${await check.text()}`);
 
 // Warm up the JIT on every path before measuring.
 await load(`${base}/healthz`, { concurrency, seconds: 1 });
-await load(specUrl, { method: 'POST', body: yamlSpec, headers: { 'content-type': 'application/yaml' }, concurrency, seconds: 1 });
+await load(specUrl, {
+  method: 'POST',
+  body: yamlSpec,
+  headers: { 'content-type': 'application/yaml' },
+  concurrency,
+  seconds: 1,
+});
 
 const healthz = await load(`${base}/healthz`, { concurrency, seconds });
-const yaml = await load(specUrl, { method: 'POST', body: yamlSpec, headers: { 'content-type': 'application/yaml' }, concurrency, seconds });
-const json = await load(specUrl, { method: 'POST', body: jsonSpec, headers: { 'content-type': 'application/json' }, concurrency, seconds });
+const yaml = await load(specUrl, {
+  method: 'POST',
+  body: yamlSpec,
+  headers: { 'content-type': 'application/yaml' },
+  concurrency,
+  seconds,
+});
+const json = await load(specUrl, {
+  method: 'POST',
+  body: jsonSpec,
+  headers: { 'content-type': 'application/json' },
+  concurrency,
+  seconds,
+});
 await server.close();
 
 for (const [name, r] of Object.entries({ healthz, yaml, json })) {
@@ -42,8 +68,12 @@ const machine = `${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.r
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 console.log(`machine: ${machine}; ${concurrency} connections, ${seconds}s per phase`);
 console.log(`GET /healthz (ceiling):          ${fmt(healthz.perSecond)} req/s`);
-console.log(`POST spec YAML ?dryRun=All:      ${fmt(yaml.perSecond)} specs/s  (${(yaml.perSecond / healthz.perSecond).toFixed(2)} of /healthz)`);
-console.log(`POST spec JSON ?dryRun=All:      ${fmt(json.perSecond)} specs/s  (${(json.perSecond / healthz.perSecond).toFixed(2)} of /healthz)`);
+console.log(
+  `POST spec YAML ?dryRun=All:      ${fmt(yaml.perSecond)} specs/s  (${(yaml.perSecond / healthz.perSecond).toFixed(2)} of /healthz)`,
+);
+console.log(
+  `POST spec JSON ?dryRun=All:      ${fmt(json.perSecond)} specs/s  (${(json.perSecond / healthz.perSecond).toFixed(2)} of /healthz)`,
+);
 console.log(
   JSON.stringify({
     suite: 'api',

@@ -1,6 +1,7 @@
 /**
  * A small HTTP client for the Offtake API, used by the CLI (and end-to-end tests).
  */
+import { parse as parseYaml } from 'yaml';
 import type { Problem } from '../lib/errors.ts';
 import type { StoredDataProduct } from '../lib/resource-store/resource-store.ts';
 
@@ -22,7 +23,11 @@ export class ApiClient {
     this.baseUrl = baseUrl.replace(/\/+$/, '');
   }
 
-  private async request<T>(method: string, path: string, body?: { text: string; type: string }): Promise<{ status: number; data: T }> {
+  private async request<T>(
+    method: string,
+    path: string,
+    body?: { text: string; type: string },
+  ): Promise<{ status: number; data: T }> {
     let res: Response;
     try {
       res = await fetch(this.baseUrl + path, {
@@ -31,7 +36,10 @@ export class ApiClient {
         body: body?.text,
       });
     } catch (err) {
-      throw new Error(`cannot reach the Offtake API at ${this.baseUrl} (${(err as Error).message}); is \`offtake api\` or \`offtake up\` running?`, { cause: err });
+      throw new Error(
+        `cannot reach the Offtake API at ${this.baseUrl} (${(err as Error).message}); is \`offtake api\` or \`offtake up\` running?`,
+        { cause: err },
+      );
     }
     const text = await res.text();
     const data = text ? (JSON.parse(text) as unknown) : undefined;
@@ -40,23 +48,42 @@ export class ApiClient {
   }
 
   /** Creates the product, or replaces it when it exists. */
-  async apply(namespace: string, text: string, type: string, dryRun: boolean): Promise<{ action: 'created' | 'configured' | 'unchanged'; object: StoredDataProduct }> {
+  async apply(
+    namespace: string,
+    text: string,
+    type: string,
+    dryRun: boolean,
+  ): Promise<{ action: 'created' | 'configured' | 'unchanged'; object: StoredDataProduct }> {
     const q = dryRun ? '?dryRun=All' : '';
     try {
-      const created = await this.request<StoredDataProduct>('POST', `/v1/namespaces/${namespace}/dataproducts${q}`, { text, type });
+      const created = await this.request<StoredDataProduct>(
+        'POST',
+        `/v1/namespaces/${namespace}/dataproducts${q}`,
+        { text, type },
+      );
       return { action: 'created', object: created.data };
     } catch (err) {
       if (!(err instanceof ApiError) || err.problem.code !== 'already-exists') throw err;
     }
-    const name = /^\s*name:\s*["']?([a-z0-9-]+)/m.exec(text)?.[1] ?? (JSON.parse(text) as { metadata: { name: string } }).metadata.name;
+    const name = (parseYaml(text) as { metadata: { name: string } }).metadata.name;
     const before = await this.get(namespace, name);
-    const replaced = await this.request<StoredDataProduct>('PUT', `/v1/namespaces/${namespace}/dataproducts/${name}${q}`, { text, type });
-    const action = replaced.data.metadata.generation === before.metadata.generation ? 'unchanged' : 'configured';
+    const replaced = await this.request<StoredDataProduct>(
+      'PUT',
+      `/v1/namespaces/${namespace}/dataproducts/${name}${q}`,
+      { text, type },
+    );
+    const action =
+      replaced.data.metadata.generation === before.metadata.generation ? 'unchanged' : 'configured';
     return { action, object: replaced.data };
   }
 
   async get(namespace: string, name: string): Promise<StoredDataProduct> {
-    return (await this.request<StoredDataProduct>('GET', `/v1/namespaces/${namespace}/dataproducts/${encodeURIComponent(name)}`)).data;
+    return (
+      await this.request<StoredDataProduct>(
+        'GET',
+        `/v1/namespaces/${namespace}/dataproducts/${encodeURIComponent(name)}`,
+      )
+    ).data;
   }
 
   async list(namespace: string | undefined, labelSelector?: string): Promise<StoredDataProduct[]> {
@@ -67,7 +94,10 @@ export class ApiClient {
 
   /** Deletes; true when deletion waits for finalizers (teardown in progress). */
   async delete(namespace: string, name: string): Promise<boolean> {
-    const res = await this.request('DELETE', `/v1/namespaces/${namespace}/dataproducts/${encodeURIComponent(name)}`);
+    const res = await this.request(
+      'DELETE',
+      `/v1/namespaces/${namespace}/dataproducts/${encodeURIComponent(name)}`,
+    );
     return res.status === 202;
   }
 }

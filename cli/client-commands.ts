@@ -46,8 +46,16 @@ async function run(action: () => Promise<void>): Promise<void> {
 /** Adds the client commands to the program. */
 export function registerClientCommands(program: Command): void {
   program
-    .option('-s, --server <url>', 'Offtake API address (env OFFTAKE_SERVER)', process.env.OFFTAKE_SERVER ?? 'http://127.0.0.1:8080')
-    .option('-n, --namespace <ns>', 'namespace (env OFFTAKE_NAMESPACE)', process.env.OFFTAKE_NAMESPACE ?? 'default');
+    .option(
+      '-s, --server <url>',
+      'Offtake API address (env OFFTAKE_SERVER)',
+      process.env.OFFTAKE_SERVER ?? 'http://127.0.0.1:8080',
+    )
+    .option(
+      '-n, --namespace <ns>',
+      'namespace (env OFFTAKE_NAMESPACE)',
+      process.env.OFFTAKE_NAMESPACE ?? 'default',
+    );
 
   program
     .command('apply')
@@ -74,16 +82,22 @@ export function registerClientCommands(program: Command): void {
     .option('-A, --all-namespaces', 'list in every namespace')
     .option('-l, --selector <selector>', 'label selector')
     .option('-o, --output <format>', 'table, yaml or json', 'table')
-    .action(async (name: string | undefined, opts: { allNamespaces?: boolean; selector?: string; output: string }, cmd: Command) =>
-      run(async () => {
-        const { api, namespace } = client(cmd);
-        const items = name
-          ? [await api.get(namespace, name)]
-          : await api.list(opts.allNamespaces ? undefined : namespace, opts.selector);
-        if (opts.output === 'yaml') process.stdout.write(toYaml(name ? items[0] : items));
-        else if (opts.output === 'json') process.stdout.write(JSON.stringify(name ? items[0] : items, null, 2) + '\n');
-        else process.stdout.write(table(items, opts.allNamespaces === true));
-      }),
+    .action(
+      async (
+        name: string | undefined,
+        opts: { allNamespaces?: boolean; selector?: string; output: string },
+        cmd: Command,
+      ) =>
+        run(async () => {
+          const { api, namespace } = client(cmd);
+          const items = name
+            ? [await api.get(namespace, name)]
+            : await api.list(opts.allNamespaces ? undefined : namespace, opts.selector);
+          if (opts.output === 'yaml') process.stdout.write(toYaml(name ? items[0] : items));
+          else if (opts.output === 'json')
+            process.stdout.write(JSON.stringify(name ? items[0] : items, null, 2) + '\n');
+          else process.stdout.write(table(items, opts.allNamespaces === true));
+        }),
     );
 
   program
@@ -120,7 +134,9 @@ export function registerClientCommands(program: Command): void {
       run(async () => {
         const { api, namespace } = client(cmd);
         const pending = await api.delete(namespace, name);
-        process.stdout.write(`dataproduct/${name} ${pending ? 'deletion requested (tearing down)' : 'deleted'}\n`);
+        process.stdout.write(
+          `dataproduct/${name} ${pending ? 'deletion requested (tearing down)' : 'deleted'}\n`,
+        );
       }),
     );
 
@@ -133,7 +149,12 @@ export function registerClientCommands(program: Command): void {
         const { api, namespace } = client(cmd);
         const text = await readFile(file, 'utf8');
         const doc = parseYaml(text) as { metadata?: { name?: string } } | null;
-        await api.apply(namespace, text, /\.json$/i.test(file) ? 'application/json' : 'application/yaml', true);
+        await api.apply(
+          namespace,
+          text,
+          /\.json$/i.test(file) ? 'application/json' : 'application/yaml',
+          true,
+        );
         process.stdout.write(`${file}: dataproduct/${doc?.metadata?.name ?? '?'} is valid\n`);
       }),
     );
@@ -152,7 +173,16 @@ function table(items: Awaited<ReturnType<ApiClient['list']>>, withNamespace: boo
   if (rows.length === 0) return 'No DataProducts found.\n';
   const all = [header, ...rows];
   const widths = header.map((_, i) => Math.max(...all.map((r) => r[i].length)));
-  return all.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('   ').trimEnd()).join('\n') + '\n';
+  return (
+    all
+      .map((r) =>
+        r
+          .map((c, i) => c.padEnd(widths[i]))
+          .join('   ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
 }
 
 function age(timestamp: string): string {

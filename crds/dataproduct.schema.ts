@@ -56,7 +56,7 @@ export const STREAM_NAME = '^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$';
  */
 export const SQL_IDENTIFIER = '^[a-z_][a-z0-9_]*$';
 /** A CloudEvents `type` value that may be listed in `source.types`. */
-export const EVENT_TYPE = '^[A-Za-z0-9][A-Za-z0-9._:/-]*$';
+export const EVENT_TYPE = '^[A-Za-z0-9][A-Za-z0-9._/-]*$';
 
 /** The Postgres column types a product may declare, mapped by the sink from CEL values. */
 export const POSTGRES_COLUMN_TYPES = [

@@ -51,7 +51,11 @@ export function loadConfig(
     postgresUrl: env.OFFTAKE_POSTGRES_URL || DEFAULT_CONFIG.postgresUrl,
     port: intSetting('OFFTAKE_PORT', env.OFFTAKE_PORT, DEFAULT_CONFIG.port),
     host: env.OFFTAKE_HOST || DEFAULT_CONFIG.host,
-    maxBodyBytes: intSetting('OFFTAKE_MAX_BODY_BYTES', env.OFFTAKE_MAX_BODY_BYTES, DEFAULT_CONFIG.maxBodyBytes),
+    maxBodyBytes: intSetting(
+      'OFFTAKE_MAX_BODY_BYTES',
+      env.OFFTAKE_MAX_BODY_BYTES,
+      DEFAULT_CONFIG.maxBodyBytes,
+    ),
     redisPrefix: env.OFFTAKE_REDIS_PREFIX || DEFAULT_CONFIG.redisPrefix,
     logLevel: env.OFFTAKE_LOG_LEVEL || DEFAULT_CONFIG.logLevel,
   };

@@ -41,7 +41,7 @@ export const ERRORS = {
   'too-large': { status: 413, title: 'The body is too large' },
   'batch-too-large': { status: 413, title: 'The batch has too many events' },
   'unsupported-media-type': { status: 415, title: 'The body has a media type this endpoint does not accept' },
-  'unavailable': { status: 503, title: 'A backing service is unavailable' },
+  unavailable: { status: 503, title: 'A backing service is unavailable' },
   internal: { status: 500, title: 'Internal error' },
 } as const satisfies Record<string, { status: number; title: string }>;
 

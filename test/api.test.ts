@@ -45,7 +45,13 @@ describe('DataProduct HTTP API', () => {
   const expectProblem = (res: request.Response, status: number, code: string) => {
     assert.equal(res.status, status, JSON.stringify(res.body));
     assert.match(res.headers['content-type'], /^application\/problem\+json/);
-    const body = JSON.parse(res.text) as { code: string; type: string; title: string; detail: string; errors?: unknown[] };
+    const body = JSON.parse(res.text) as {
+      code: string;
+      type: string;
+      title: string;
+      detail: string;
+      errors?: unknown[];
+    };
     assert.equal(body.code, code);
     assert.equal(body.type, `https://offtake.dev/problems/${code}`);
     assert.ok(body.title && body.detail);
@@ -66,7 +72,10 @@ describe('DataProduct HTTP API', () => {
     assert.deepEqual(got.body.spec, created.body.spec);
 
     const changed = example.replace('amount > 100', 'amount > 500');
-    const replaced = await request(app).put(`${BASE}/eu-big-orders`).set('content-type', 'application/yaml').send(changed);
+    const replaced = await request(app)
+      .put(`${BASE}/eu-big-orders`)
+      .set('content-type', 'application/yaml')
+      .send(changed);
     assert.equal(replaced.status, 200, replaced.text);
     assert.equal(replaced.body.metadata.generation, 2);
     assert.match(replaced.body.spec.filter, /amount > 500/);
@@ -80,7 +89,11 @@ describe('DataProduct HTTP API', () => {
     );
     assert.equal(await snapshot(), before);
 
-    expectProblem(await request(app).post(BASE).set('content-type', 'application/yaml').send(example), 409, 'already-exists');
+    expectProblem(
+      await request(app).post(BASE).set('content-type', 'application/yaml').send(example),
+      409,
+      'already-exists',
+    );
 
     const status = await request(app).get(`${BASE}/eu-big-orders/status`);
     assert.equal(status.status, 200);
@@ -107,30 +120,49 @@ describe('DataProduct HTTP API', () => {
     assert.equal((await request(app).post('/v1/namespaces/other/dataproducts').send(b)).status, 201);
 
     const all = await request(app).get('/v1/dataproducts');
-    assert.deepEqual(all.body.items.map((p: { metadata: { name: string } }) => p.metadata.name), ['cache-a', 'cache-b']);
+    assert.deepEqual(
+      all.body.items.map((p: { metadata: { name: string } }) => p.metadata.name),
+      ['cache-a', 'cache-b'],
+    );
     assert.equal(all.body.kind, 'DataProductList');
     const teamB = await request(app).get('/v1/dataproducts?labelSelector=team%3Db');
-    assert.deepEqual(teamB.body.items.map((p: { metadata: { name: string } }) => p.metadata.name), ['cache-b']);
+    assert.deepEqual(
+      teamB.body.items.map((p: { metadata: { name: string } }) => p.metadata.name),
+      ['cache-b'],
+    );
     const inNs = await request(app).get(BASE);
-    assert.deepEqual(inNs.body.items.map((p: { metadata: { name: string } }) => p.metadata.name), ['cache-a']);
+    assert.deepEqual(
+      inNs.body.items.map((p: { metadata: { name: string } }) => p.metadata.name),
+      ['cache-a'],
+    );
 
     const yaml = await request(app).get(`${BASE}/cache-a`).set('accept', 'application/yaml');
     assert.match(yaml.headers['content-type'], /application\/yaml/);
     assert.match(yaml.text, /name: cache-a/);
 
-    expectProblem(await request(app).get('/v1/dataproducts?labelSelector=team%20in%20(a'), 400, 'invalid-parameter');
+    expectProblem(
+      await request(app).get('/v1/dataproducts?labelSelector=team%20in%20(a'),
+      400,
+      'invalid-parameter',
+    );
     await request(app).delete(`${BASE}/cache-a`);
     await request(app).delete('/v1/namespaces/other/dataproducts/cache-b');
   });
 
   test('dryRun=All validates without storing', async () => {
     const before = await snapshot();
-    const res = await request(app).post(`${BASE}?dryRun=All`).set('content-type', 'application/yaml').send(example);
+    const res = await request(app)
+      .post(`${BASE}?dryRun=All`)
+      .set('content-type', 'application/yaml')
+      .send(example);
     assert.equal(res.status, 201, res.text);
     assert.equal(res.body.metadata.generation, 1);
     assert.equal(await snapshot(), before);
     expectProblem(await request(app).get(`${BASE}/eu-big-orders`), 404, 'not-found');
-    const bad = await request(app).post(`${BASE}?dryRun=All`).set('content-type', 'application/yaml').send(example.replace('key: event.data.customerId', 'key: event.data.customerId +'));
+    const bad = await request(app)
+      .post(`${BASE}?dryRun=All`)
+      .set('content-type', 'application/yaml')
+      .send(example.replace('key: event.data.customerId', 'key: event.data.customerId +'));
     expectProblem(bad, 400, 'invalid-spec');
   });
 
@@ -138,16 +170,27 @@ describe('DataProduct HTTP API', () => {
     const bad = example
       .replace('streams: [orders]', 'streams: [Orders!]')
       .replace('deletionPolicy: Delete ', 'deletionPolicy: Destroy')
-      .replace("status: \"event.type == 'OrderCancelled' ? 'cancelled' : 'open'\"", 'status: "event.type == "');
+      .replace(
+        "status: \"event.type == 'OrderCancelled' ? 'cancelled' : 'open'\"",
+        'status: "event.type == "',
+      );
     const before = await snapshot();
-    const body = expectProblem(await request(app).post(BASE).set('content-type', 'application/yaml').send(bad), 400, 'invalid-spec') as {
+    const body = expectProblem(
+      await request(app).post(BASE).set('content-type', 'application/yaml').send(bad),
+      400,
+      'invalid-spec',
+    ) as {
       errors: { pointer: string; line?: number; column?: number }[];
     };
     const pointers = body.errors.map((e) => e.pointer).sort();
-    assert.deepEqual(pointers, ['/spec/deletionPolicy', '/spec/source/streams/0', '/spec/transform/fields/status']);
+    assert.deepEqual(pointers, [
+      '/spec/deletionPolicy',
+      '/spec/source/streams/0',
+      '/spec/transform/fields/status',
+    ]);
     const byPointer = Object.fromEntries(body.errors.map((e) => [e.pointer, e]));
     assert.equal(byPointer['/spec/source/streams/0'].line, 6);
-    assert.equal(byPointer['/spec/deletionPolicy'].line, 19);
+    assert.equal(byPointer['/spec/deletionPolicy'].line, 20);
     assert.equal(byPointer['/spec/transform/fields/status'].line, 15);
     for (const e of body.errors) assert.ok((e.column ?? 0) > 0);
     assert.equal(await snapshot(), before);
@@ -158,49 +201,119 @@ describe('DataProduct HTTP API', () => {
     const json = (text: string) => request(app).post(BASE).set('content-type', 'application/json').send(text);
     const before = await snapshot();
 
-    const malformed = expectProblem(await yaml('apiVersion: offtake.dev/v1alpha1\nkind: [DataProduct\n'), 400, 'invalid-yaml') as { errors: { line: number; column: number }[] };
+    const malformed = expectProblem(
+      await yaml('apiVersion: offtake.dev/v1alpha1\nkind: [DataProduct\n'),
+      400,
+      'invalid-yaml',
+    ) as { errors: { line: number; column: number }[] };
     assert.ok(malformed.errors[0].line >= 2);
     expectProblem(await yaml(`${example}\n---\n${example}`), 400, 'multiple-documents');
 
     const deep = JSON.parse(JSON.stringify((await import('yaml')).parse(example)));
     deep.spec.target.postgres.columns = { customer: 7, amount: 'numeric', status: 'text' };
-    const wrongType = expectProblem(await json(JSON.stringify(deep, null, 2)), 400, 'invalid-spec') as { errors: { pointer: string; line?: number }[] };
-    assert.ok(wrongType.errors.some((e) => e.pointer === '/spec/target/postgres/columns/customer' && e.line !== undefined));
+    const wrongType = expectProblem(await json(JSON.stringify(deep, null, 2)), 400, 'invalid-spec') as {
+      errors: { pointer: string; line?: number }[];
+    };
+    assert.ok(
+      wrongType.errors.some(
+        (e) => e.pointer === '/spec/target/postgres/columns/customer' && e.line !== undefined,
+      ),
+    );
 
     expectProblem(await json('{"apiVersion": "offtake.dev/v1alpha1", "kind": '), 400, 'invalid-json');
 
     const big = `${example}\n# ${'x'.repeat(1024 * 1024 + 10)}\n`;
     expectProblem(await yaml(big), 413, 'too-large');
 
-    const unknown = expectProblem(await yaml(example.replace('  deletionPolicy', '  retention: 7d\n  deletionPolicy')), 400, 'invalid-spec') as { errors: { pointer: string }[] };
-    assert.deepEqual(unknown.errors.map((e) => e.pointer), ['/spec/retention']);
+    const unknown = expectProblem(
+      await yaml(example.replace('  deletionPolicy', '  retention: 7d\n  deletionPolicy')),
+      400,
+      'invalid-spec',
+    ) as { errors: { pointer: string }[] };
+    assert.deepEqual(
+      unknown.errors.map((e) => e.pointer),
+      ['/spec/retention'],
+    );
 
-    const badName = expectProblem(await yaml(example.replace('name: eu-big-orders', 'name: EU_Big_Orders')), 400, 'invalid-spec') as { errors: { pointer: string }[] };
-    assert.deepEqual(badName.errors.map((e) => e.pointer), ['/metadata/name']);
+    const badName = expectProblem(
+      await yaml(example.replace('name: eu-big-orders', 'name: EU_Big_Orders')),
+      400,
+      'invalid-spec',
+    ) as { errors: { pointer: string }[] };
+    assert.deepEqual(
+      badName.errors.map((e) => e.pointer),
+      ['/metadata/name'],
+    );
 
-    const syntax = expectProblem(await yaml(example.replace("event.data.region == 'EU'", "event.data.region == 'EU' &&& true")), 400, 'invalid-spec') as { errors: { pointer: string; expressionColumn?: number }[] };
+    const syntax = expectProblem(
+      await yaml(example.replace("event.data.region == 'EU'", "event.data.region == 'EU' &&& true")),
+      400,
+      'invalid-spec',
+    ) as { errors: { pointer: string; expressionColumn?: number }[] };
     assert.equal(syntax.errors[0].pointer, '/spec/filter');
     assert.ok((syntax.errors[0].expressionColumn ?? 0) > 0);
 
-    const typeErr = expectProblem(await yaml(example.replace('key: event.data.customerId', 'key: "event.type + 1"')), 400, 'invalid-spec') as { errors: { pointer: string }[] };
+    const typeErr = expectProblem(
+      await yaml(example.replace('key: event.data.customerId', 'key: "event.type + 1"')),
+      400,
+      'invalid-spec',
+    ) as { errors: { pointer: string }[] };
     assert.equal(typeErr.errors[0].pointer, '/spec/transform/key');
 
     const nested = `${'('.repeat(10000)}true${')'.repeat(10000)}`;
-    const deepCel = expectProblem(await yaml(example.replace(`filter: "event.data.region == 'EU' && event.data.amount > 100"`, `filter: "${nested}"`)), 400, 'invalid-spec') as { errors: { pointer: string }[] };
+    const deepCel = expectProblem(
+      await yaml(
+        example.replace(
+          `filter: "event.data.region == 'EU' && event.data.amount > 100"`,
+          `filter: "${nested}"`,
+        ),
+      ),
+      400,
+      'invalid-spec',
+    ) as { errors: { pointer: string }[] };
     assert.equal(deepCel.errors[0].pointer, '/spec/filter');
 
     for (const evil of ["x'; DROP TABLE t;--", 'a b', 'k*', '{a}', 'a:b', 'a"b']) {
-      const table = expectProblem(await yaml(example.replace('table: eu_big_orders', `table: ${JSON.stringify(evil)}`)), 400, 'invalid-spec') as { errors: { pointer: string }[] };
-      assert.ok(table.errors.some((e) => e.pointer === '/spec/target/postgres/table'), evil);
-      const stream = expectProblem(await yaml(example.replace('streams: [orders]', `streams: [${JSON.stringify(evil)}]`)), 400, 'invalid-spec') as { errors: { pointer: string }[] };
-      assert.ok(stream.errors.some((e) => e.pointer === '/spec/source/streams/0'), evil);
+      const table = expectProblem(
+        await yaml(example.replace('table: eu_big_orders', `table: ${JSON.stringify(evil)}`)),
+        400,
+        'invalid-spec',
+      ) as { errors: { pointer: string }[] };
+      assert.ok(
+        table.errors.some((e) => e.pointer === '/spec/target/postgres/table'),
+        evil,
+      );
+      const stream = expectProblem(
+        await yaml(example.replace('streams: [orders]', `streams: [${JSON.stringify(evil)}]`)),
+        400,
+        'invalid-spec',
+      ) as { errors: { pointer: string }[] };
+      assert.ok(
+        stream.errors.some((e) => e.pointer === '/spec/source/streams/0'),
+        evil,
+      );
     }
 
-    expectProblem(await request(app).post(BASE).set('content-type', 'text/plain').send('hello'), 415, 'unsupported-media-type');
+    expectProblem(
+      await request(app).post(BASE).set('content-type', 'text/plain').send('hello'),
+      415,
+      'unsupported-media-type',
+    );
     expectProblem(await request(app).post(BASE).send(Buffer.from('x')), 415, 'unsupported-media-type');
     expectProblem(await request(app).get('/v1/namespaces/Bad_NS/dataproducts'), 400, 'invalid-name');
-    expectProblem(await request(app).post('/v1/namespaces/other/dataproducts').set('content-type', 'application/yaml').send(example), 400, 'invalid-spec');
-    expectProblem(await request(app).post(`${BASE}?dryRun=Some`).set('content-type', 'application/yaml').send(example), 400, 'invalid-parameter');
+    expectProblem(
+      await request(app)
+        .post('/v1/namespaces/other/dataproducts')
+        .set('content-type', 'application/yaml')
+        .send(example),
+      400,
+      'invalid-spec',
+    );
+    expectProblem(
+      await request(app).post(`${BASE}?dryRun=Some`).set('content-type', 'application/yaml').send(example),
+      400,
+      'invalid-parameter',
+    );
     expectProblem(await request(app).get('/v1/nothing-here'), 404, 'not-found');
 
     assert.equal(await snapshot(), before);

@@ -45,7 +45,10 @@ describe('offtake api, as a process over real HTTP', () => {
     assert.equal(put.status, 200);
     assert.equal(((await put.json()) as { metadata: { generation: number } }).metadata.generation, 2);
 
-    const stale = changed.replace('namespace: checkout}', `namespace: checkout, resourceVersion: "${first.metadata.resourceVersion}"}`);
+    const stale = changed.replace(
+      'namespace: checkout}',
+      `namespace: checkout, resourceVersion: "${first.metadata.resourceVersion}"}`,
+    );
     const conflict = await fetch(`${url}/eu-big-orders`, { method: 'PUT', headers: yaml, body: stale });
     assert.equal(conflict.status, 409);
     assert.match(conflict.headers.get('content-type') ?? '', /application\/problem\+json/);
@@ -56,7 +59,11 @@ describe('offtake api, as a process over real HTTP', () => {
 
   test('products survive a restart of the API', async () => {
     const url = `${api.url}/v1/namespaces/checkout/dataproducts`;
-    assert.equal((await fetch(url, { method: 'POST', headers: { 'content-type': 'application/yaml' }, body: example })).status, 201);
+    assert.equal(
+      (await fetch(url, { method: 'POST', headers: { 'content-type': 'application/yaml' }, body: example }))
+        .status,
+      201,
+    );
     assert.equal(await api.stop('SIGKILL'), null);
     api = await startApiProcess(env);
     const got = await fetch(`${api.url}/v1/namespaces/checkout/dataproducts/eu-big-orders`);
@@ -87,7 +94,7 @@ describe('offtake api, as a process over real HTTP', () => {
     writeFileSync(badPath, example.replace('deletionPolicy: Delete ', 'deletionPolicy: Nope  '));
     const bad = await cli('apply', '-f', badPath);
     assert.equal(bad.code, 1);
-    assert.match(bad.stderr, /\/spec\/deletionPolicy \(line 19, column \d+\)/);
+    assert.match(bad.stderr, /\/spec\/deletionPolicy \(line 20, column \d+\)/);
 
     assert.match((await cli('delete', 'eu-big-orders')).stdout, /deleted/);
     assert.equal((await cli('get', 'eu-big-orders')).code, 1);

@@ -25,7 +25,8 @@ export interface DataProductsDeps {
 const NAME_PATTERN = new RegExp(DNS1123_LABEL);
 
 /** Checks a namespace or name taken from the URL path. */
-export function checkPathName(kind: 'namespace' | 'name', value: string): string {
+export function checkPathName(kind: 'namespace' | 'name', raw: string | string[]): string {
+  const value = Array.isArray(raw) ? raw.join('/') : raw;
   if (value.length > 63 || !NAME_PATTERN.test(value)) {
     throw new OfftakeError('invalid-name', `The ${kind} in the path is not a DNS-1123 label.`, {
       errors: [
@@ -45,7 +46,9 @@ function dryRun(req: Request): boolean {
   if (value === undefined) return false;
   if (value === 'All') return true;
   throw new OfftakeError('invalid-parameter', 'dryRun must be "All" when given.', {
-    errors: [{ pointer: '/dryRun', message: `unsupported value ${JSON.stringify(value)}`, kind: 'parameter' }],
+    errors: [
+      { pointer: '/dryRun', message: `unsupported value ${JSON.stringify(value)}`, kind: 'parameter' },
+    ],
   });
 }
 
@@ -58,7 +61,6 @@ export function sendObject(req: Request, res: Response, status: number, body: un
     res.status(status).json(body);
   }
 }
-
 
 function toInput(product: DataProduct, namespace: string, pathName: string | undefined): DataProductInput {
   const meta = product.metadata;
@@ -78,7 +80,9 @@ function toInput(product: DataProduct, namespace: string, pathName: string | und
     });
   }
   if (mismatches.length > 0) {
-    throw new OfftakeError('invalid-spec', 'The document does not match the request path.', { errors: mismatches });
+    throw new OfftakeError('invalid-spec', 'The document does not match the request path.', {
+      errors: mismatches,
+    });
   }
   return {
     metadata: {
@@ -162,7 +166,11 @@ export function dataProductsRouter(deps: DataProductsDeps): Router {
     if (dryRun(req)) {
       const current = await deps.store.get(namespace, name);
       checkVersion(current, input.metadata.resourceVersion);
-      sendObject(req, res, 200, { ...current, metadata: { ...current.metadata, ...input.metadata }, spec: input.spec });
+      sendObject(req, res, 200, {
+        ...current,
+        metadata: { ...current.metadata, ...input.metadata },
+        spec: input.spec,
+      });
       return;
     }
     sendObject(req, res, 200, await deps.store.replace(input));
@@ -171,7 +179,8 @@ export function dataProductsRouter(deps: DataProductsDeps): Router {
   router.delete('/namespaces/:namespace/dataproducts/:name', async (req, res) => {
     const namespace = checkPathName('namespace', req.params.namespace);
     const name = checkPathName('name', req.params.name);
-    const resourceVersion = typeof req.query.resourceVersion === 'string' ? req.query.resourceVersion : undefined;
+    const resourceVersion =
+      typeof req.query.resourceVersion === 'string' ? req.query.resourceVersion : undefined;
     if (dryRun(req)) {
       const current = await deps.store.get(namespace, name);
       checkVersion(current, resourceVersion);
