@@ -6,8 +6,9 @@
  * The schemas are JSON Schema in the subset Kubernetes accepts for structural CRD schemas,
  * plus one Offtake keyword: `x-offtake-union`, on a node whose value may take one of several
  * shapes (e.g. `startFrom: earliest` or `startFrom: {time: ...}`). Kubernetes forbids `type`
- * inside `anyOf`, so the CRD renders such a node as `x-kubernetes-preserve-unknown-fields`
- * with the union's rule as an `x-kubernetes-validations` CEL rule, and ajv checks the full union.
+ * inside `anyOf` and cannot type a CEL rule on an untyped node, so the CRD renders such a node
+ * as `x-kubernetes-preserve-unknown-fields`; ajv checks the full union, in the API and in the
+ * admission webhook (the union's `rule` documents the same constraint in CEL form).
  */
 
 /** A JSON Schema node as used here (structural-schema subset, with descriptions). */
@@ -116,7 +117,7 @@ const startFrom: SchemaNode = {
     ],
     rule:
       "type(self) == string ? self in ['earliest', 'latest'] : " +
-      "(type(self) == map && size(self) == 1 && (has(self.time) || has(self.offset)))",
+      '(type(self) == map && size(self) == 1 && (has(self.time) || has(self.offset)))',
     message: 'startFrom must be earliest, latest, {time: <RFC 3339>} or {offset: <offset>}',
   },
 };
@@ -243,12 +244,15 @@ export const specSchema: SchemaNode = {
               minLength: 1,
               maxLength: 63,
               pattern: SQL_IDENTIFIER,
-              description: 'Table name: lower case letters, digits and "_", not starting with a digit or "pg_".',
+              description:
+                'Table name: lower case letters, digits and "_", not starting with a digit or "pg_".',
             },
             columns: {
               type: 'object',
               description:
-                'Column name to Postgres type, one per transform field: ' + POSTGRES_COLUMN_TYPES.join(', ') + '.',
+                'Column name to Postgres type, one per transform field: ' +
+                POSTGRES_COLUMN_TYPES.join(', ') +
+                '.',
               minProperties: 1,
               maxProperties: 200,
               additionalProperties: {
@@ -279,7 +283,8 @@ export const specSchema: SchemaNode = {
       type: 'string',
       enum: ['Delete', 'Retain'],
       default: 'Delete',
-      description: 'Delete: deleting the product drops its store and data. Retain: keeps the data, drops access.',
+      description:
+        'Delete: deleting the product drops its store and data. Retain: keeps the data, drops access.',
     },
   },
 };
