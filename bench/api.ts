@@ -23,7 +23,7 @@ const config = loadConfig(process.env, {
 });
 const server = await startApiServer(config, createLogger('silent'));
 const base = `http://127.0.0.1:${server.port}`;
-const specUrl = `${base}/v1/namespaces/bench/dataproducts?dryRun=All`;
+const specUrl = `${base}/v1/namespaces/checkout/dataproducts?dryRun=All`;
 
 const check = await fetch(specUrl, {
   method: 'POST',
