@@ -41,6 +41,11 @@ export interface Sink {
   /** Creates what the sink writes into when missing (table, guard structures); idempotent. */
   prepare(): Promise<void>;
   /**
+   * Why this record cannot be written (an over-long key, a value that does not fit its column),
+   * or undefined. The runtime dead-letters such records instead of failing the batch.
+   */
+  validateRecord(record: SinkRecord): string | undefined;
+  /**
    * Applies a batch atomically and idempotently. With `checkpoint`, stores it under
    * `checkpointName` in the same atomic step, never ahead of the data.
    */

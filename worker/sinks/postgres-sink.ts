@@ -1,0 +1,455 @@
+/**
+ * The postgres target: a table of the product's declared columns in the product's schema.
+ *
+ * Layout. The rows live in a storage table `_offtake_<table>` with the primary key `_key`, the
+ * declared columns, the guard — `_offset_ms` and `_offset_seq` (numeric(20,0) each, so offsets
+ * compare as numbers over their whole 64-bit range, never as "ms-seq" strings) and `_stream`
+ * (collation "C", byte order, like every other sink) — and `_deleted`. A delete does not remove
+ * the row: it clears the columns and sets `_deleted`, so the row keeps guarding the key and a
+ * delete at offset N still beats an upsert older than N that arrives later. Readers use the view
+ * named after the table, `<schema>.<table>`: `_key`, the declared columns, `_offset`
+ * (`<ms>-<seq>`) and `_stream` of the live rows only. One table carries guard and data, so every
+ * write is a single `INSERT ... ON CONFLICT (_key) DO UPDATE ... WHERE <stored position is
+ * older>`, which Postgres runs atomically per row even under concurrent writers — parallel seed
+ * jobs need no locks of their own. Rows are merged in `_key` order (collation "C") so concurrent
+ * batches take row locks in one order and cannot deadlock.
+ *
+ * Writes. A batch is reduced to the newest record per key, checked and converted in TypeScript
+ * (a value that does not fit its column is a {@link SinkRecordError}, nothing written), and sent
+ * as one array parameter per column. Small batches merge in one statement straight from
+ * `unnest(...)`; batches of `bulkThreshold` records or more are loaded into a temporary staging
+ * table and merged from there in one set-based statement (the place where COPY FROM STDIN goes
+ * once `pg-copy-streams` is available; today the load is one `unnest` INSERT). The checkpoint is
+ * upserted by the same statement as the rows (a data-modifying CTE), so it commits with them or
+ * not at all. Checkpoints are kept in `<schema>._offtake_checkpoints`, keyed by table and name.
+ */
+import { createHash } from 'node:crypto';
+import type pg from 'pg';
+import { POSTGRES_COLUMN_TYPES } from '../../crds/dataproduct.schema.ts';
+import { KEY_COLUMN, OFFSET_COLUMN } from '../../lib/validation/semantic.ts';
+import {
+  FORMATTED_COLUMN_TYPES,
+  checkIdentifier,
+  isColumnType,
+  isMismatch,
+  quoteIdent,
+  toColumnValue,
+  type ColumnValue,
+  type PostgresColumnType,
+} from './postgres-columns.ts';
+import { checkRecord, checkpointJson, compareRecords, offsetParts, parseCheckpoint } from './records.ts';
+import type { Checkpoint, Sink, SinkRecord, SinkWriteResult } from './sink.ts';
+import { SinkRecordError } from './sink-record-error.ts';
+
+/** Options of a {@link PostgresSink}. */
+export interface PostgresSinkOptions {
+  /** The product's schema. */
+  schema: string;
+  /** The table (a view, see above) readers query. */
+  table: string;
+  /** Column name -> declared type, in table order. */
+  columns: Record<string, PostgresColumnType>;
+  /** Table holding checkpoints, in the same schema (default `_offtake_checkpoints`). */
+  checkpointTable?: string;
+  /** Batches of at least this many records (after keeping the newest per key) go through a staging table (default 500). */
+  bulkThreshold?: number;
+}
+
+/** The default checkpoint table. */
+export const DEFAULT_CHECKPOINT_TABLE = '_offtake_checkpoints';
+
+/** The guard and bookkeeping columns of the storage table, after the declared ones. */
+const OFFSET_MS = `${OFFSET_COLUMN}_ms`;
+const OFFSET_SEQ = `${OFFSET_COLUMN}_seq`;
+const STREAM = '_stream';
+const DELETED = '_deleted';
+
+/** Storage and view names start with this; a product table may not. */
+const INTERNAL_TABLE_PREFIX = '_offtake';
+
+/** The longest identifier Postgres keeps (NAMEDATALEN - 1). */
+const MAX_IDENTIFIER = 63;
+
+/** Postgres' SQLSTATE for a missing table. */
+const UNDEFINED_TABLE = '42P01';
+
+function shortHash(text: string, length: number): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, length);
+}
+
+/**
+ * The name of the storage table behind a product table: `_offtake_<table>`, or for long table
+ * names a truncation with a hash of the full name, so it always fits 63 characters.
+ */
+export function storageTableName(table: string): string {
+  const name = `${INTERNAL_TABLE_PREFIX}_${table}`;
+  if (name.length <= MAX_IDENTIFIER) return name;
+  const hash = shortHash(table, 8);
+  return `${name.slice(0, MAX_IDENTIFIER - hash.length - 1)}_${hash}`;
+}
+
+/** A batch in column-major form, ready to be bound as one array per column. */
+interface ColumnArrays {
+  keys: string[];
+  values: ColumnValue[][];
+  ms: string[];
+  seq: string[];
+  streams: string[];
+  deleted: boolean[];
+}
+
+/** The sink of a postgres target. The pool belongs to the caller. */
+export class PostgresSink implements Sink {
+  readonly schema: string;
+  readonly table: string;
+  readonly storageTable: string;
+  readonly checkpointTable: string;
+  readonly columns: Readonly<Record<string, PostgresColumnType>>;
+  readonly bulkThreshold: number;
+  private readonly pool: pg.Pool;
+  private readonly columnNames: string[];
+  private readonly columnTypes: PostgresColumnType[];
+  private readonly qualifiedStorage: string;
+  private readonly qualifiedView: string;
+  private readonly qualifiedCheckpoints: string;
+  private readonly stagingTable: string;
+  private readonly sql: {
+    merge: Statement;
+    mergeWithCheckpoint: Statement;
+    stage: Statement;
+    mergeStaged: Statement;
+    mergeStagedWithCheckpoint: Statement;
+    checkpoint: string;
+  };
+
+  constructor(pool: pg.Pool, opts: PostgresSinkOptions) {
+    this.pool = pool;
+    this.schema = checkIdentifier(opts.schema, 'schema');
+    this.table = checkIdentifier(opts.table, 'table');
+    if (this.table.startsWith(INTERNAL_TABLE_PREFIX)) {
+      throw new Error(
+        `A product table name may not start with "${INTERNAL_TABLE_PREFIX}" (Offtake's own tables do).`,
+      );
+    }
+    this.checkpointTable = checkIdentifier(
+      opts.checkpointTable ?? DEFAULT_CHECKPOINT_TABLE,
+      'checkpoint table',
+    );
+    this.storageTable = storageTableName(this.table);
+    this.bulkThreshold = opts.bulkThreshold ?? 500;
+    if (!Number.isInteger(this.bulkThreshold) || this.bulkThreshold < 1) {
+      throw new Error('bulkThreshold must be a positive integer.');
+    }
+    if (typeof opts.columns !== 'object' || opts.columns === null || Object.keys(opts.columns).length === 0) {
+      throw new Error('A postgres sink needs at least one column.');
+    }
+    const columns: Record<string, PostgresColumnType> = {};
+    for (const [name, type] of Object.entries(opts.columns)) {
+      checkIdentifier(name, 'column');
+      if (name.startsWith('_'))
+        throw new Error(
+          `The column name ${JSON.stringify(name)} is reserved: names starting with "_" are Offtake's.`,
+        );
+      if (!isColumnType(type)) {
+        throw new Error(
+          `The column ${name} has an unknown type; use one of ${POSTGRES_COLUMN_TYPES.join(', ')}.`,
+        );
+      }
+      columns[name] = type;
+    }
+    this.columns = Object.freeze(columns);
+    this.columnNames = Object.keys(columns);
+    this.columnTypes = Object.values(columns);
+
+    const s = quoteIdent(this.schema);
+    this.qualifiedStorage = `${s}.${quoteIdent(this.storageTable)}`;
+    this.qualifiedView = `${s}.${quoteIdent(this.table)}`;
+    this.qualifiedCheckpoints = `${s}.${quoteIdent(this.checkpointTable)}`;
+    // Temporary tables are per session; the hash keeps sinks (and changed definitions) apart.
+    this.stagingTable = `_offtake_stage_${shortHash(`${this.schema}.${this.table}:${JSON.stringify(columns)}`, 16)}`;
+    this.sql = this.buildSql();
+  }
+
+  private buildSql(): PostgresSink['sql'] {
+    const all = [KEY_COLUMN, ...this.columnNames, OFFSET_MS, OFFSET_SEQ, STREAM, DELETED].map(quoteIdent);
+    const arrayTypes = ['text', ...this.columnTypes, 'numeric', 'numeric', 'text', 'boolean'];
+    const unnest = `unnest(${arrayTypes.map((t, i) => `$${i + 1}::${t}[]`).join(', ')}) AS i(${all.join(', ')})`;
+    const key = quoteIdent(KEY_COLUMN);
+    const position = (alias: string) =>
+      `(${alias}.${quoteIdent(OFFSET_MS)}, ${alias}.${quoteIdent(OFFSET_SEQ)}, ${alias}.${quoteIdent(STREAM)} COLLATE "C")`;
+    const upsert = (from: string) =>
+      `INSERT INTO ${this.qualifiedStorage} AS t (${all.join(', ')})\n` +
+      `  SELECT ${all.join(', ')} FROM ${from} ORDER BY ${key} COLLATE "C"\n` +
+      `  ON CONFLICT (${key}) DO UPDATE SET ${all
+        .slice(1)
+        .map((c) => `${c} = EXCLUDED.${c}`)
+        .join(', ')}\n` +
+      `  WHERE ${position('t')} < ${position('EXCLUDED')}\n` +
+      `  RETURNING 1`;
+    const checkpointCte = (first: number) =>
+      `INSERT INTO ${this.qualifiedCheckpoints} (sink, name, position, updated_at) VALUES ($${first}, $${first + 1}, $${first + 2}::jsonb, now())\n` +
+      `  ON CONFLICT (sink, name) DO UPDATE SET position = EXCLUDED.position, updated_at = EXCLUDED.updated_at`;
+    const merge = (from: string, checkpointAt?: number) =>
+      `WITH written AS (\n  ${upsert(from)}\n)` +
+      (checkpointAt === undefined ? '' : `, checkpoint AS (\n  ${checkpointCte(checkpointAt)}\n)`) +
+      `\nSELECT count(*)::int AS written FROM written`;
+    const staging = `pg_temp.${quoteIdent(this.stagingTable)}`;
+    return {
+      merge: statement(merge(unnest)),
+      mergeWithCheckpoint: statement(merge(unnest, arrayTypes.length + 1)),
+      stage: statement(`INSERT INTO ${staging} (${all.join(', ')}) SELECT ${all.join(', ')} FROM ${unnest}`),
+      mergeStaged: statement(merge(staging)),
+      mergeStagedWithCheckpoint: statement(merge(staging, 1)),
+      checkpoint: checkpointCte(1),
+    };
+  }
+
+  /**
+   * Why `record` cannot be written to this table, or undefined: the checks of `checkRecord`
+   * (Postgres text cannot hold U+0000), every field a declared column, every value fitting its
+   * column type (see `toColumnValue`).
+   */
+  validateRecord(record: SinkRecord): string | undefined {
+    const why = checkRecord(record, { allowNul: false });
+    if (why !== undefined || record.op === 'delete' || record.fields === undefined) return why;
+    for (const [name, value] of Object.entries(record.fields)) {
+      const type = Object.hasOwn(this.columns, name) ? this.columns[name] : undefined;
+      if (type === undefined)
+        return `the field ${JSON.stringify(name.slice(0, 64))} has no column in the table`;
+      const converted = toColumnValue(type, value);
+      if (isMismatch(converted)) return `the value of field ${JSON.stringify(name)} ${converted.mismatch}`;
+    }
+    return undefined;
+  }
+
+  /** Checks every record and converts the newest per key into column arrays; throws {@link SinkRecordError}. */
+  private toColumns(records: readonly SinkRecord[]): ColumnArrays {
+    const newest = new Map<string, number>();
+    for (let i = 0; i < records.length; i++) {
+      const why = this.validateRecord(records[i]);
+      if (why !== undefined) throw new SinkRecordError(i, why);
+      const seen = newest.get(records[i].key);
+      if (seen === undefined || compareRecords(records[seen], records[i]) < 0) newest.set(records[i].key, i);
+    }
+    const out: ColumnArrays = {
+      keys: [],
+      values: this.columnNames.map(() => []),
+      ms: [],
+      seq: [],
+      streams: [],
+      deleted: [],
+    };
+    for (const i of newest.values()) {
+      const record = records[i];
+      const deleted = record.op === 'delete';
+      const fields = deleted ? undefined : record.fields;
+      out.keys.push(record.key);
+      for (let c = 0; c < this.columnNames.length; c++) {
+        const value =
+          fields === undefined ? null : toColumnValue(this.columnTypes[c], fields[this.columnNames[c]]);
+        out.values[c].push(value as ColumnValue);
+      }
+      const { ms, seq } = offsetParts(record.offset);
+      out.ms.push(ms);
+      out.seq.push(seq);
+      out.streams.push(record.stream);
+      out.deleted.push(deleted);
+    }
+    return out;
+  }
+
+  /**
+   * Creates the schema (when missing), the storage table, the checkpoint table and the view.
+   * Idempotent and safe to run concurrently (an advisory lock per schema). Throws when the
+   * table exists with other columns: a changed spec needs its data dropped and seeded again.
+   */
+  async prepare(): Promise<void> {
+    const s = quoteIdent(this.schema);
+    const internal = [
+      `${quoteIdent(OFFSET_MS)} numeric(20,0) NOT NULL`,
+      `${quoteIdent(OFFSET_SEQ)} numeric(20,0) NOT NULL`,
+      `${quoteIdent(STREAM)} text COLLATE "C" NOT NULL`,
+      `${quoteIdent(DELETED)} boolean NOT NULL`,
+    ];
+    const declared = this.columnNames.map((c, i) => `${quoteIdent(c)} ${this.columnTypes[i]}`);
+    const viewColumns = [
+      quoteIdent(KEY_COLUMN),
+      ...this.columnNames.map(quoteIdent),
+      `${quoteIdent(OFFSET_MS)}::text || '-' || ${quoteIdent(OFFSET_SEQ)}::text AS ${quoteIdent(OFFSET_COLUMN)}`,
+      quoteIdent(STREAM),
+    ];
+    await this.inTransaction(async (client) => {
+      await this.lockSchema(client);
+      const exists = await client.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [this.schema]);
+      if (exists.rowCount === 0) await client.query(`CREATE SCHEMA ${s}`);
+      await client.query(
+        `CREATE TABLE IF NOT EXISTS ${this.qualifiedStorage} (${quoteIdent(KEY_COLUMN)} text PRIMARY KEY, ${[...declared, ...internal].join(', ')})`,
+      );
+      await this.checkStorageColumns(client);
+      await client.query(
+        `CREATE TABLE IF NOT EXISTS ${this.qualifiedCheckpoints} (sink text NOT NULL, name text NOT NULL, position jsonb NOT NULL, updated_at timestamptz NOT NULL, PRIMARY KEY (sink, name))`,
+      );
+      await client.query(
+        `CREATE OR REPLACE VIEW ${this.qualifiedView} AS SELECT ${viewColumns.join(', ')} FROM ${this.qualifiedStorage} WHERE NOT ${quoteIdent(DELETED)}`,
+      );
+    });
+  }
+
+  private async checkStorageColumns(client: pg.PoolClient): Promise<void> {
+    const { rows } = await client.query<{ name: string; type: string }>(
+      `SELECT attname AS name, format_type(atttypid, atttypmod) AS type FROM pg_attribute
+        WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped`,
+      [this.qualifiedStorage],
+    );
+    const expected = new Map<string, string>([
+      [KEY_COLUMN, 'text'],
+      ...this.columnNames.map((c, i): [string, string] => [c, FORMATTED_COLUMN_TYPES[this.columnTypes[i]]]),
+      [OFFSET_MS, 'numeric(20,0)'],
+      [OFFSET_SEQ, 'numeric(20,0)'],
+      [STREAM, 'text'],
+      [DELETED, 'boolean'],
+    ]);
+    const actual = new Map(rows.map((r) => [r.name, r.type]));
+    const differs =
+      actual.size !== expected.size || [...expected].some(([name, type]) => actual.get(name) !== type);
+    if (differs) {
+      throw new Error(
+        `The table ${this.schema}.${this.table} already exists with other columns than the spec declares; ` +
+          'drop the product data and seed again to change its columns.',
+      );
+    }
+  }
+
+  /**
+   * Applies a batch: one statement for small batches, staging table plus one merge for large
+   * ones; with `checkpoint`, stored in the same statement. Throws {@link SinkRecordError}
+   * (nothing written) when a record is invalid.
+   */
+  async write(
+    records: readonly SinkRecord[],
+    checkpoint?: { name: string; position: Checkpoint },
+  ): Promise<SinkWriteResult> {
+    const columns = this.toColumns(records);
+    const checkpointParams =
+      checkpoint === undefined
+        ? []
+        : [this.table, checkpoint.name, checkpointJson(checkpoint.name, checkpoint.position)];
+    const n = columns.keys.length;
+    if (n === 0) {
+      if (checkpoint !== undefined) await this.pool.query(this.sql.checkpoint, checkpointParams);
+      return { written: 0, skipped: records.length };
+    }
+    const arrays = [
+      columns.keys,
+      ...columns.values,
+      columns.ms,
+      columns.seq,
+      columns.streams,
+      columns.deleted,
+    ];
+    let written: number;
+    if (n < this.bulkThreshold) {
+      const { name, text } = checkpoint === undefined ? this.sql.merge : this.sql.mergeWithCheckpoint;
+      const result = await this.pool.query<{ written: number }>({
+        name,
+        text,
+        values: [...arrays, ...checkpointParams],
+      });
+      written = result.rows[0].written;
+    } else {
+      written = await this.inTransaction(async (client) => {
+        await client.query(
+          `CREATE TEMP TABLE IF NOT EXISTS ${quoteIdent(this.stagingTable)} (LIKE ${this.qualifiedStorage}) ON COMMIT DELETE ROWS`,
+        );
+        await client.query({ ...this.sql.stage, values: arrays });
+        const { name, text } =
+          checkpoint === undefined ? this.sql.mergeStaged : this.sql.mergeStagedWithCheckpoint;
+        const result = await client.query<{ written: number }>({ name, text, values: checkpointParams });
+        return result.rows[0].written;
+      });
+    }
+    return { written, skipped: records.length - written };
+  }
+
+  async readCheckpoint(name: string): Promise<Checkpoint | null> {
+    try {
+      const { rows } = await this.pool.query<{ position: unknown }>(
+        `SELECT position FROM ${this.qualifiedCheckpoints} WHERE sink = $1 AND name = $2`,
+        [this.table, name],
+      );
+      return rows.length === 0 ? null : parseCheckpoint(rows[0].position);
+    } catch (err) {
+      if ((err as { code?: string }).code === UNDEFINED_TABLE) return null;
+      throw err;
+    }
+  }
+
+  /**
+   * Drops the view, the storage table and this table's checkpoints (and the checkpoint table
+   * once no other table of the schema has any). The schema stays: whoever created it drops it.
+   */
+  async drop(): Promise<void> {
+    await this.inTransaction(async (client) => {
+      await this.lockSchema(client);
+      await client.query(`DROP VIEW IF EXISTS ${this.qualifiedView}`);
+      await client.query(`DROP TABLE IF EXISTS ${this.qualifiedStorage}`);
+      const { rows } = await client.query<{ exists: boolean }>(
+        'SELECT to_regclass($1) IS NOT NULL AS exists',
+        [this.qualifiedCheckpoints],
+      );
+      if (!rows[0].exists) return;
+      await client.query(`DELETE FROM ${this.qualifiedCheckpoints} WHERE sink = $1`, [this.table]);
+      const left = await client.query(`SELECT 1 FROM ${this.qualifiedCheckpoints} LIMIT 1`);
+      if (left.rowCount === 0) await client.query(`DROP TABLE ${this.qualifiedCheckpoints}`);
+    });
+  }
+
+  /** Nothing to release: the pool belongs to the caller. */
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  private async lockSchema(client: pg.PoolClient): Promise<void> {
+    await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [
+      `offtake-sink:${this.schema}`,
+    ]);
+  }
+
+  /** Runs `body` in a transaction on one pooled connection; a connection that failed is discarded. */
+  private async inTransaction<T>(body: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    // A connection that dies while checked out reports here instead of as an uncaught 'error'.
+    const onError = (err: Error) => {
+      broken ??= err;
+    };
+    client.on('error', onError);
+    try {
+      await client.query('BEGIN');
+      const result = await body(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      if (broken === undefined) {
+        await client.query('ROLLBACK').catch((rollbackError: unknown) => {
+          broken ??= rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError));
+        });
+      }
+      throw err;
+    } finally {
+      client.off('error', onError);
+      client.release(broken);
+    }
+  }
+}
+
+/** A statement prepared once per connection under a name derived from its text. */
+interface Statement {
+  name: string;
+  text: string;
+}
+
+/** Names a statement by its text, so equal texts share a prepared statement and different ones never collide. */
+function statement(text: string): Statement {
+  return { name: `offtake_sink_${shortHash(text, 24)}`, text };
+}
