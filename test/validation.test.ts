@@ -347,7 +347,7 @@ describe('DataProductValidator: names', () => {
   }
 
   it('rejects reserved and system names for Postgres tables and columns', () => {
-    for (const table of ['select', 'user', 'pg_orders', 'table']) {
+    for (const table of ['select', 'user', 'pg_orders', 'table', '_offtake_orders', '_x']) {
       const p = designProduct();
       p.spec.target.postgres!.table = table;
       assert.deepEqual(pointers(rejection(() => validator.validateObject(p))), [

@@ -212,7 +212,11 @@ function checkTarget(spec: Json, fieldNames: string[], options: SemanticOptions,
 
 function checkPostgres(postgres: Json, fieldNames: string[], out: Collector): void {
   if (typeof postgres.table === 'string') {
-    const why = explainSqlIdentifier(postgres.table);
+    const why =
+      explainSqlIdentifier(postgres.table) ??
+      (postgres.table.startsWith(RESERVED_FIELD_PREFIX)
+        ? `names starting with "${RESERVED_FIELD_PREFIX}" are reserved for Offtake's own tables`
+        : undefined);
     if (why !== undefined) {
       out.add({
         pointer: '/spec/target/postgres/table',
