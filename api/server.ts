@@ -8,7 +8,10 @@ import type { OfftakeConfig } from '../lib/config.ts';
 import type { Logger } from '../lib/logger.ts';
 import { RedisResourceStore } from '../lib/resource-store/redis-resource-store.ts';
 import { DataProductValidator } from '../lib/validation/validator.ts';
+import { RedisEventLog } from '../lib/eventlog/redis-event-log.ts';
 import { createApp } from './app.ts';
+import { streamsRouter } from './routes/streams.ts';
+import { streamsOpenApiPaths } from './routes/streams-openapi.ts';
 import { VERSION } from '../lib/version.ts';
 
 /** A running API server. */
@@ -48,6 +51,14 @@ export async function startApiServer(config: OfftakeConfig, logger: Logger): Pro
   const redis = await connectRedis(config.redisUrl, logger);
   const store = new RedisResourceStore(redis, { prefix: `${config.redisPrefix}:resources` });
   const validator = new DataProductValidator({ allowDedicated: false });
+  const ev = config.eventLog;
+  const eventLog = await RedisEventLog.create({
+    redis,
+    prefix: `${config.redisPrefix}:log`,
+    durability: { mode: ev.durability, replicas: ev.replicas, timeoutMs: ev.replicaTimeoutMs },
+    dedupWindowSeconds: ev.dedupWindowSeconds,
+    limits: { maxEventBytes: ev.maxEventBytes, maxBatchEvents: ev.maxBatchEvents },
+  });
   const app = createApp({
     store,
     validator,
@@ -55,6 +66,21 @@ export async function startApiServer(config: OfftakeConfig, logger: Logger): Pro
     maxBodyBytes: config.maxBodyBytes,
     version: VERSION,
     ready: async () => (await redis.ping()) === 'PONG',
+    extraRouters: [
+      {
+        path: '/v1/streams',
+        router: streamsRouter({
+          eventLog,
+          logger,
+          limits: {
+            maxBodyBytes: ev.maxBodyBytes,
+            heartbeatMs: ev.heartbeatMs,
+            maxFollowers: ev.maxFollowers,
+          },
+        }),
+        openApiPaths: streamsOpenApiPaths(),
+      },
+    ],
   });
   const server = await new Promise<Server>((resolve, reject) => {
     const s = app.listen(config.port, config.host, () => resolve(s));
@@ -69,6 +95,7 @@ export async function startApiServer(config: OfftakeConfig, logger: Logger): Pro
     close: async () => {
       await new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
+      await eventLog.close();
       await store.close();
       redis.disconnect();
     },

@@ -92,6 +92,24 @@ export class ApiClient {
     return (await this.request<{ items: StoredDataProduct[] }>('GET', path)).data.items;
   }
 
+  /** Appends events (NDJSON or a JSON array) to a stream; answers the offsets and the indexes of retries. */
+  async publish(
+    stream: string,
+    text: string,
+    type: string,
+  ): Promise<{ offsets: string[]; duplicates: number[] }> {
+    return (
+      await this.request<{ offsets: string[]; duplicates: number[] }>(
+        'POST',
+        `/v1/streams/${encodeURIComponent(stream)}/events`,
+        {
+          text,
+          type,
+        },
+      )
+    ).data;
+  }
+
   /** Deletes; true when deletion waits for finalizers (teardown in progress). */
   async delete(namespace: string, name: string): Promise<boolean> {
     const res = await this.request(

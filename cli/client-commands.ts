@@ -141,6 +141,26 @@ export function registerClientCommands(program: Command): void {
     );
 
   program
+    .command('publish')
+    .description('append the events in an NDJSON (or JSON array) file to a stream of the event log')
+    .argument('<stream>')
+    .argument('<file>')
+    .action(async (stream: string, file: string, _opts: unknown, cmd: Command) =>
+      run(async () => {
+        const { api } = client(cmd);
+        const text = await readFile(file, 'utf8');
+        const type = /\.json$/i.test(file) ? 'application/json' : 'application/x-ndjson';
+        const result = await api.publish(stream, text, type);
+        const duplicates = result.duplicates.length;
+        process.stdout.write(
+          `${stream}: ${result.offsets.length - duplicates} appended, ${duplicates} already there` +
+            (result.offsets.length > 0 ? ` (last offset ${result.offsets[result.offsets.length - 1]})` : '') +
+            '\n',
+        );
+      }),
+    );
+
+  program
     .command('validate')
     .description('validate a spec file against a running API without storing it')
     .argument('<file>')

@@ -19,6 +19,30 @@ export interface OfftakeConfig {
   readonly redisPrefix: string;
   /** Log level (pino): fatal, error, warn, info, debug, trace, silent. */
   readonly logLevel: string;
+  /** The event log's settings. */
+  readonly eventLog: EventLogConfig;
+}
+
+/** What "acknowledged" means for an append, and the event log's limits. */
+export interface EventLogConfig {
+  /** none: in Redis memory; everysec: AOF, fsync within ~1 s; always: fsynced before the answer. */
+  readonly durability: 'none' | 'everysec' | 'always';
+  /** Replicas that must confirm each append (Redis WAIT); 0 = none. */
+  readonly replicas: number;
+  /** How long to wait for those replicas before answering 503. */
+  readonly replicaTimeoutMs: number;
+  /** How long a retried source + id is recognised as a duplicate. */
+  readonly dedupWindowSeconds: number;
+  /** Largest stored event, in bytes (413 past it). */
+  readonly maxEventBytes: number;
+  /** Most events in one append (413 past it). */
+  readonly maxBatchEvents: number;
+  /** Largest request body of an append, in bytes. */
+  readonly maxBodyBytes: number;
+  /** Interval of SSE heartbeat comments. */
+  readonly heartbeatMs: number;
+  /** Most concurrent SSE followers per API process. */
+  readonly maxFollowers: number;
 }
 
 /** The defaults every setting falls back to. */
@@ -30,7 +54,24 @@ export const DEFAULT_CONFIG: OfftakeConfig = Object.freeze({
   maxBodyBytes: 1024 * 1024,
   redisPrefix: 'offtake',
   logLevel: 'info',
+  eventLog: Object.freeze({
+    durability: 'everysec',
+    replicas: 0,
+    replicaTimeoutMs: 1000,
+    dedupWindowSeconds: 86400,
+    maxEventBytes: 256 * 1024,
+    maxBatchEvents: 1000,
+    maxBodyBytes: 4 * 1024 * 1024,
+    heartbeatMs: 15000,
+    maxFollowers: 1000,
+  }),
 });
+
+function durabilitySetting(raw: string | undefined): EventLogConfig['durability'] {
+  if (raw === undefined || raw === '') return DEFAULT_CONFIG.eventLog.durability;
+  if (raw === 'none' || raw === 'everysec' || raw === 'always') return raw;
+  throw new Error(`OFFTAKE_EVENTLOG_DURABILITY must be none, everysec or always, got ${JSON.stringify(raw)}`);
+}
 
 function intSetting(name: string, raw: string | undefined, fallback: number): number {
   if (raw === undefined || raw === '') return fallback;
@@ -46,6 +87,7 @@ export function loadConfig(
   env: Record<string, string | undefined>,
   overrides: Partial<OfftakeConfig> = {},
 ): OfftakeConfig {
+  const d = DEFAULT_CONFIG.eventLog;
   const fromEnv: OfftakeConfig = {
     redisUrl: env.OFFTAKE_REDIS_URL || DEFAULT_CONFIG.redisUrl,
     postgresUrl: env.OFFTAKE_POSTGRES_URL || DEFAULT_CONFIG.postgresUrl,
@@ -58,6 +100,45 @@ export function loadConfig(
     ),
     redisPrefix: env.OFFTAKE_REDIS_PREFIX || DEFAULT_CONFIG.redisPrefix,
     logLevel: env.OFFTAKE_LOG_LEVEL || DEFAULT_CONFIG.logLevel,
+    eventLog: Object.freeze({
+      durability: durabilitySetting(env.OFFTAKE_EVENTLOG_DURABILITY),
+      replicas: intSetting('OFFTAKE_EVENTLOG_REPLICAS', env.OFFTAKE_EVENTLOG_REPLICAS, d.replicas),
+      replicaTimeoutMs: intSetting(
+        'OFFTAKE_EVENTLOG_REPLICA_TIMEOUT_MS',
+        env.OFFTAKE_EVENTLOG_REPLICA_TIMEOUT_MS,
+        d.replicaTimeoutMs,
+      ),
+      dedupWindowSeconds: intSetting(
+        'OFFTAKE_EVENTLOG_DEDUP_WINDOW_SECONDS',
+        env.OFFTAKE_EVENTLOG_DEDUP_WINDOW_SECONDS,
+        d.dedupWindowSeconds,
+      ),
+      maxEventBytes: intSetting(
+        'OFFTAKE_EVENTLOG_MAX_EVENT_BYTES',
+        env.OFFTAKE_EVENTLOG_MAX_EVENT_BYTES,
+        d.maxEventBytes,
+      ),
+      maxBatchEvents: intSetting(
+        'OFFTAKE_EVENTLOG_MAX_BATCH_EVENTS',
+        env.OFFTAKE_EVENTLOG_MAX_BATCH_EVENTS,
+        d.maxBatchEvents,
+      ),
+      maxBodyBytes: intSetting(
+        'OFFTAKE_EVENTLOG_MAX_BODY_BYTES',
+        env.OFFTAKE_EVENTLOG_MAX_BODY_BYTES,
+        d.maxBodyBytes,
+      ),
+      heartbeatMs: intSetting(
+        'OFFTAKE_EVENTLOG_HEARTBEAT_MS',
+        env.OFFTAKE_EVENTLOG_HEARTBEAT_MS,
+        d.heartbeatMs,
+      ),
+      maxFollowers: intSetting(
+        'OFFTAKE_EVENTLOG_MAX_FOLLOWERS',
+        env.OFFTAKE_EVENTLOG_MAX_FOLLOWERS,
+        d.maxFollowers,
+      ),
+    }),
   };
   const defined = Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined));
   return Object.freeze({ ...fromEnv, ...defined });

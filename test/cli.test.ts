@@ -100,6 +100,21 @@ describe('offtake api, as a process over real HTTP', () => {
     assert.equal((await cli('get', 'eu-big-orders')).code, 1);
   });
 
+  test('offtake publish appends an NDJSON file; a retry stores nothing twice', async () => {
+    const cli = (...args: string[]) => runCli(['--server', api.url, ...args], env);
+    const file = new URL('../examples/orders.ndjson', import.meta.url).pathname;
+    const first = await cli('publish', 'orders', file);
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stdout, /^orders: 200 appended, 0 already there \(last offset \d+-\d+\)/);
+    const again = await cli('publish', 'orders', file);
+    assert.match(again.stdout, /^orders: 0 appended, 200 already there/);
+    const described = (await (await fetch(`${api.url}/v1/streams/orders`)).json()) as { length: number };
+    assert.equal(described.length, 200);
+    const bad = await cli('publish', 'Bad Stream', file);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /not a valid stream name/);
+  });
+
   test('a clear error when Redis is unreachable', async () => {
     const res = await runCli(['api', '--port', '0'], { OFFTAKE_REDIS_URL: 'redis://127.0.0.1:1' });
     assert.equal(res.code, 1);
