@@ -5,6 +5,7 @@
 #   kill "$(cat .offtake/api.pid)"
 set -euo pipefail
 cd "$(dirname "$0")/.."
+command -v curl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null; }
 [ -x node_modules/.bin/node ] || npm ci
 export PATH="$PWD/node_modules/.bin:$PATH"
 bash scripts/services.sh
