@@ -6,6 +6,7 @@ import { loadConfig } from '../lib/config.ts';
 import { createLogger } from '../lib/logger.ts';
 import { VERSION } from '../lib/version.ts';
 import { startApiServer } from '../api/server.ts';
+import { startEmbedded } from '../operator/embedded.ts';
 import { registerClientCommands } from './client-commands.ts';
 
 function port(value: string): number {
@@ -30,6 +31,30 @@ program
     const config = loadConfig(process.env, { port: opts.port, host: opts.host });
     const logger = createLogger(config.logLevel);
     const running = await startApiServer(config, logger);
+    const stop = (signal: string) => {
+      logger.info({ signal }, 'shutting down');
+      running.close().then(
+        () => process.exit(0),
+        (err: unknown) => {
+          logger.error({ err }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+
+// offtake up (issue 5): API, operator and workers in one process.
+program
+  .command('up')
+  .description('run Offtake on one machine: API, operator and pipeline workers in one process')
+  .option('-p, --port <port>', 'port to listen on (env OFFTAKE_PORT)', port)
+  .option('--host <host>', 'address to bind (env OFFTAKE_HOST)')
+  .action(async (opts: { port?: number; host?: string }) => {
+    const config = loadConfig(process.env, { port: opts.port, host: opts.host });
+    const logger = createLogger(config.logLevel);
+    const running = await startEmbedded(config, logger);
     const stop = (signal: string) => {
       logger.info({ signal }, 'shutting down');
       running.close().then(

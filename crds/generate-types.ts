@@ -10,7 +10,13 @@ const BANNER = '/* Generated from crds/dataproduct.schema.ts by `npm run generat
 
 /** Returns the text of `crds/generated/types.ts`. */
 export async function renderTypes(): Promise<string> {
-  const opts = { bannerComment: '', additionalProperties: false, format: true, strictIndexSignatures: false, ignoreMinAndMaxItems: true };
+  const opts = {
+    bannerComment: '',
+    additionalProperties: false,
+    format: true,
+    strictIndexSignatures: false,
+    ignoreMinAndMaxItems: true,
+  };
   const parts = await Promise.all([
     compile({ ...toJsonSchema(specSchema), title: 'DataProductSpec' }, 'DataProductSpec', opts),
     compile({ ...toJsonSchema(statusSchema), title: 'DataProductStatus' }, 'DataProductStatus', opts),

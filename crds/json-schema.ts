@@ -8,7 +8,11 @@ import type { SchemaNode } from './dataproduct.schema.ts';
 /** A JSON Schema object. */
 export type JsonSchema = Record<string, unknown>;
 
-const KUBERNETES_ONLY = new Set(['x-kubernetes-list-type', 'x-kubernetes-list-map-keys', 'x-kubernetes-validations']);
+const KUBERNETES_ONLY = new Set([
+  'x-kubernetes-list-type',
+  'x-kubernetes-list-map-keys',
+  'x-kubernetes-validations',
+]);
 
 /** Converts one schema node (recursively) into plain JSON Schema. */
 export function toJsonSchema(node: SchemaNode): JsonSchema {

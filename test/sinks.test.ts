@@ -11,11 +11,14 @@ import type { Redis } from 'ioredis';
 import pg from 'pg';
 import { RedisEventLog } from '../lib/eventlog/redis-event-log.ts';
 import type { LogEvent } from '../lib/eventlog/event-log.ts';
+import { COPY_NULL, copyTextChunks, copyTextRow, copyTextValue } from '../worker/sinks/copy-encoder.ts';
+import { copyIn } from '../worker/sinks/copy-in.ts';
 import { writeOneByOne } from '../worker/sinks/naive.ts';
 import {
   isMismatch,
   quoteIdent,
   toColumnValue,
+  type ColumnValue,
   type PostgresColumnType,
 } from '../worker/sinks/postgres-columns.ts';
 import { PostgresSink, storageTableName } from '../worker/sinks/postgres-sink.ts';
@@ -377,6 +380,60 @@ function remove(key: string, offset: string, stream = 'orders'): SinkRecord {
   return { key, stream, offset, op: 'delete' };
 }
 
+// ---------------------------------------------------------------------------------------------
+// COPY: hostile text, and a decoder of COPY's text format written from its documentation.
+
+/** Strings that break a careless COPY encoder: escapes, separators, quotes, NULL look-alikes, unicode, length. */
+const HOSTILE_STRINGS = [
+  '',
+  ' ',
+  '\\',
+  '\\\\',
+  '\\N',
+  'N',
+  'NULL',
+  'null',
+  '\\.',
+  '\\.\n',
+  '.',
+  '\t',
+  '\n',
+  '\r',
+  '\r\n',
+  'a\tb\nc\\d\re',
+  'trailing backslash\\',
+  '\\\t\\\n\\\r',
+  '\\x41\\101\\u0041\\b\\f\\v',
+  '"double quotes" and \'single quotes\'',
+  'comma, "csv", field\n"next",line',
+  '\b\f\v\u0001\u001f\u007f\u0085',
+  'ключ 😀 ñ e\u0301 \u200f\u202e right-to-left \u2028\u2029 \ufeff',
+  '𝄞'.repeat(1000),
+  'ab\\\\Ncd\\N',
+  `${'x'.repeat(300_000)}\t${'\\'.repeat(300_000)}\n${'é'.repeat(300_000)}`,
+];
+
+/** Reads COPY text back into rows of strings and nulls; throws on anything the format does not allow. */
+function decodeCopyText(text: string): (string | null)[][] {
+  assert.ok(text.endsWith('\n'), 'every row ends with a newline');
+  return text
+    .slice(0, -1)
+    .split('\n')
+    .map((line) =>
+      line.split('\t').map((field) => {
+        if (field === '\\N') return null;
+        return field.replace(/\\(.?)/gs, (_, c: string) => {
+          const plain: Record<string, string> = { '\\': '\\', n: '\n', r: '\r', t: '\t' };
+          assert.ok(
+            Object.hasOwn(plain, c),
+            `only \\\\, \\n, \\r and \\t are escapes the encoder writes, not \\${c}`,
+          );
+          return plain[c];
+        });
+      }),
+    );
+}
+
 describe('the test data', () => {
   it('has 20,000 records over a few hundred keys with tombstones and same-offset pairs', () => {
     assert.ok(DATA.length >= 20_000);
@@ -666,6 +723,71 @@ describe('RedisSink', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
+// COPY text encoding (pure; the round trip through Postgres is in the PostgresSink suite)
+
+describe('COPY text encoding', () => {
+  it('escapes backslash, tab, newline and carriage return, and nothing else', () => {
+    const cases: [ColumnValue, string][] = [
+      [null, '\\N'],
+      ['\\N', '\\\\N'],
+      ['', ''],
+      ['plain', 'plain'],
+      ['\\', '\\\\'],
+      ['a\tb\nc\rd\\e', 'a\\tb\\nc\\rd\\\\e'],
+      ['\\.', '\\\\.'],
+      ['\\x41\\101', '\\\\x41\\\\101'],
+      ['"quoted", \'single\'', '"quoted", \'single\''],
+      ['\b\f\v\u0001\u007f', '\b\f\v\u0001\u007f'],
+      ['ключ 😀 e\u0301 \u2028', 'ключ 😀 e\u0301 \u2028'],
+      [true, 't'],
+      [false, 'f'],
+      [0, '0'],
+      [-1.5, '-1.5'],
+      [5e-324, '5e-324'],
+      [1e21, '1e+21'],
+      [2 ** 53 + 2, '9007199254740994'],
+    ];
+    for (const [value, text] of cases) assert.equal(copyTextValue(value), text, JSON.stringify(value));
+    assert.equal(COPY_NULL, '\\N');
+    assert.equal(copyTextRow(['a\tb', null, 1, true, '\\N']), 'a\\tb\t\\N\t1\tt\t\\\\N\n');
+    assert.throws(() => copyTextValue('a\u0000b'), /U\+0000/);
+    assert.throws(() => copyTextValue(Number.NaN), /not finite/);
+    assert.throws(() => copyTextValue(Number.POSITIVE_INFINITY), /not finite/);
+  });
+
+  it('decodes back to exactly the values, one field per column, for hostile strings', () => {
+    const columns: ColumnValue[][] = [
+      HOSTILE_STRINGS,
+      HOSTILE_STRINGS.map((s, i) => (i % 3 === 0 ? null : s.split('').reverse().join(''))),
+      HOSTILE_STRINGS.map(() => COPY_NULL),
+    ];
+    const text = [...copyTextChunks(columns, 1000)].join('');
+    const rows = decodeCopyText(text);
+    assert.equal(rows.length, HOSTILE_STRINGS.length);
+    rows.forEach((row, i) => assert.deepEqual(row, [columns[0][i], columns[1][i], '\\N'], `row ${i}`));
+  });
+
+  it('yields pieces of at most the chunk size at row boundaries, lazily', () => {
+    const values = Array.from({ length: 1000 }, (_, i) => `${i}`.padEnd(100, 'x'));
+    const chunks = [...copyTextChunks([values, values.map(() => null)], 1000)];
+    assert.ok(chunks.length > 50, `${chunks.length} pieces`);
+    for (const chunk of chunks) {
+      assert.ok(chunk.endsWith('\n'), 'a piece ends at a row boundary');
+      assert.ok(chunk.length <= 1000, `a piece of ${chunk.length} characters`);
+    }
+    assert.equal(chunks.join(''), values.map((v) => `${v}\t\\N\n`).join(''));
+    // A row longer than the chunk size is a piece of its own.
+    const long = 'y'.repeat(100_000);
+    assert.deepEqual([...copyTextChunks([['a', long, 'b']], 1000)], ['a\n', `${long}\n`, 'b\n']);
+    // Lazy: the first piece comes before the encoder reaches the value it refuses.
+    const refusing = copyTextChunks([[...values, 'bad\u0000']], 1000);
+    assert.equal(refusing.next().done, false);
+    assert.throws(() => [...refusing], /U\+0000/);
+    assert.throws(() => [...copyTextChunks([['a'], ['b', 'c']])], /differ in length/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
 // Postgres
 
 describe('PostgresSink', () => {
@@ -694,6 +816,14 @@ describe('PostgresSink', () => {
   for (const [scenario, apply] of Object.entries(SCENARIOS)) {
     it(`${scenario} ends in the sequential state`, async () => {
       const sink = fresh();
+      await sink.prepare();
+      await apply(sink);
+      assertSameState(await postgresState(pool, sink), expectedPostgres());
+      await sink.drop();
+    });
+    // A batch holds at most a few hundred keys, under the default threshold: force the COPY path.
+    it(`${scenario} through COPY and the staging table ends in the sequential state`, async () => {
+      const sink = fresh({ bulkThreshold: 1 });
       await sink.prepare();
       await apply(sink);
       assertSameState(await postgresState(pool, sink), expectedPostgres());
@@ -1027,6 +1157,226 @@ describe('PostgresSink', () => {
       (await pool.query('SELECT to_regclass($1) AS t', [`${schema}._offtake_checkpoints`])).rows[0].t,
       null,
     );
+  });
+
+  it('COPY carries hostile values byte for byte: the same rows as the single-statement path', async () => {
+    const columns: Record<string, PostgresColumnType> = {
+      t: 'text',
+      i: 'integer',
+      b: 'bigint',
+      n: 'numeric',
+      d: 'double precision',
+      f: 'boolean',
+      ts: 'timestamptz',
+      day: 'date',
+      j: 'jsonb',
+    };
+    const numerics = [
+      '-0.000150',
+      1e21,
+      '+5',
+      '.5',
+      '123456789012345678901234567890.123456789',
+      12345678901234567890n,
+    ];
+    const doubles = [
+      5e-324,
+      1.7976931348623157e308,
+      -2.2250738585072014e-308,
+      0.1 + 0.2,
+      -0,
+      123456789.12345679,
+    ];
+    const stamps = [
+      '2024-06-30T23:59:60Z',
+      '0001-01-01T00:00:00+15:59',
+      '9999-12-31T23:59:59.999999Z',
+      '2024-01-01 12:00:00-03:30',
+      new Date(1_718_000_000_123),
+    ];
+    const records: SinkRecord[] = HOSTILE_STRINGS.map((s, i) => {
+      const key = s.length > 0 && Buffer.byteLength(s) <= 1024 ? s : `long or empty ${i}`;
+      return upsert(key, `${i + 1}-0`, {
+        t: s,
+        i: i % 2 === 0 ? -2147483648 : String(i),
+        b: i % 2 === 0 ? -9223372036854775808n : '9223372036854775807',
+        n: numerics[i % numerics.length],
+        d: doubles[i % doubles.length],
+        f: i % 2 === 0 ? 'true' : false,
+        ts: stamps[i % stamps.length],
+        day: i % 2 === 0 ? '2024-02-29' : new Date('0500-03-01T00:00:00Z'),
+        j:
+          i % 4 === 3
+            ? s
+            : { [s.slice(0, 40)]: [s, null, { '\\N': '\\N', '': i }], n: 12345678901234567890n, z: 'ü' },
+      });
+    });
+    records.push(upsert('all null', '100-0', {}), remove('deleted \\N\t', '101-0'));
+    const viaCopy = fresh({ columns, bulkThreshold: 1 });
+    const viaArrays = fresh({ columns, bulkThreshold: 10_000 });
+    for (const sink of [viaCopy, viaArrays]) {
+      await sink.prepare();
+      assert.deepEqual(await sink.write(records), { written: records.length, skipped: 0 });
+    }
+    const read = async (sink: PostgresSink) =>
+      (
+        await pool.query<{ _key: string; t: string | null; j: string | null; row: string }>(
+          `SELECT _key, t, j::text AS j, row_to_json(s)::text AS row
+             FROM ${quoteIdent(schema)}.${quoteIdent(storageTableName(sink.table))} s ORDER BY _key COLLATE "C"`,
+        )
+      ).rows;
+    const copied = await read(viaCopy);
+    assert.deepEqual(copied, await read(viaArrays), 'both paths store the same rows');
+    const byKey = new Map(copied.map((r) => [r._key, r]));
+    assert.equal(byKey.size, records.length);
+    HOSTILE_STRINGS.forEach((s, i) => {
+      const row = byKey.get(records[i].key)!;
+      assert.equal(row.t, s, `text ${i} reads back identical`);
+      const j = records[i].fields!.j;
+      assert.deepEqual(
+        JSON.parse(row.j!),
+        typeof j === 'string'
+          ? j
+          : JSON.parse(JSON.stringify(j, (_, v: unknown) => (typeof v === 'bigint' ? Number(v) : v))),
+        `jsonb ${i} reads back identical`,
+      );
+    });
+    assert.equal(byKey.get('all null')!.t, null);
+    assert.match(byKey.get('deleted \\N\t')!.row, /"_deleted":true/);
+    await viaCopy.drop();
+    await viaArrays.drop();
+  });
+
+  it('a failure in the middle of the COPY leaves neither rows nor checkpoint', async () => {
+    const sink = fresh({ columns: { v: 'text', n: 'integer' }, bulkThreshold: 500 });
+    await sink.prepare();
+    await sink.write([upsert('before', '1-0', { v: 'kept', n: 1 })], {
+      name: 'seed',
+      position: { orders: '1-0' },
+    });
+    // The staging table is made LIKE the storage table, NOT NULL included: the server refuses
+    // row 51 of the COPY while the rest of the batch is still on its way.
+    const storage = `${quoteIdent(schema)}.${quoteIdent(storageTableName(sink.table))}`;
+    await pool.query(`ALTER TABLE ${storage} ALTER COLUMN n SET NOT NULL`);
+    const size = 30_000;
+    const batch = Array.from({ length: size }, (_, i) =>
+      upsert(`k${i}`, `2-${i}`, {
+        v: `row ${i} with\ttab and \\ backslash`.padEnd(100, '.'),
+        n: i === 50 ? null : i,
+      }),
+    );
+    const err = await sink
+      .write(batch, { name: 'seed', position: { orders: `2-${size - 1}` } })
+      .catch((e: unknown) => e);
+    assert.ok(err instanceof Error);
+    assert.match(err.message, /null value in column "n"/);
+    assert.match((err as { where?: string }).where ?? '', /^COPY _offtake_stage_\w+, line 51\b/);
+    const count = async () =>
+      (await pool.query(`SELECT count(*)::int AS n FROM ${quoteIdent(schema)}.${quoteIdent(sink.table)}`))
+        .rows[0].n as number;
+    assert.equal(await count(), 1);
+    assert.deepEqual(await sink.readCheckpoint('seed'), { orders: '1-0' });
+    // The connections are fine and nothing lingers in a staging table: the fixed batch goes in.
+    await pool.query(`ALTER TABLE ${storage} ALTER COLUMN n DROP NOT NULL`);
+    await Promise.all([sink.write(batch.slice(0, 600)), sink.write(batch.slice(600, 1200))]);
+    await sink.write(batch, { name: 'seed', position: { orders: `2-${size - 1}` } });
+    assert.equal(await count(), size + 1);
+    assert.deepEqual(await sink.readCheckpoint('seed'), { orders: `2-${size - 1}` });
+    await sink.drop();
+  });
+
+  it('copyIn stops soon after the server refuses a row, and aborts the COPY when its source fails', async () => {
+    const client = await pool.connect();
+    const table = `${quoteIdent(schema)}.copy_in_${n++}`;
+    try {
+      await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
+      await client.query(`CREATE TABLE ${table} (a text NOT NULL, b integer)`);
+      const sql = `COPY ${table} (a, b) FROM STDIN`;
+      const rows = async () =>
+        (await client.query(`SELECT count(*)::int AS n FROM ${table}`)).rows[0].n as number;
+
+      // The server refuses the first row of about 100 MB. The writer yields to the event loop
+      // as it goes, so it notices long before it has sent everything.
+      const chunk = `${'x'.repeat(99)}\t1\n`.repeat(640);
+      const pieces = 1600;
+      let taken = 0;
+      const refused = function* () {
+        yield '\\N\t0\n';
+        for (taken = 0; taken < pieces; taken++) yield chunk;
+      };
+      await client.query('BEGIN');
+      await assert.rejects(copyIn(client, sql, refused()), /null value in column "a"/);
+      await client.query('ROLLBACK');
+      assert.ok(taken < pieces, `stopped after ${taken} of ${pieces} pieces`);
+
+      // A source that fails mid-stream, at once, or on a value the encoder refuses: CopyFail.
+      const failing: [string, Iterable<string>, RegExp][] = [
+        [
+          'mid-stream',
+          (function* () {
+            for (let i = 0; i < 50; i++) yield chunk;
+            throw new Error('the source broke');
+          })(),
+          /the source broke/,
+        ],
+        [
+          'at once',
+          {
+            [Symbol.iterator]: () => ({
+              next: (): IteratorResult<string> => {
+                throw new Error('nothing to read');
+              },
+            }),
+          },
+          /nothing to read/,
+        ],
+        [
+          'encoder',
+          copyTextChunks([
+            Array.from({ length: 50_000 }, (_, i) => (i === 49_999 ? 'a\u0000b' : `value ${i}`)),
+            Array.from({ length: 50_000 }, (_, i) => i),
+          ]),
+          /U\+0000/,
+        ],
+      ];
+      for (const [what, source, message] of failing) {
+        await client.query('BEGIN');
+        await assert.rejects(copyIn(client, sql, source), message, what);
+        await client.query('ROLLBACK');
+        assert.equal(await rows(), 0, what);
+      }
+
+      // And the same connection copies fine afterwards.
+      await client.query('BEGIN');
+      assert.equal(
+        await copyIn(
+          client,
+          sql,
+          copyTextChunks([
+            ['a', '\\N', 'c\td'],
+            [1, null, 3],
+          ]),
+        ),
+        3,
+      );
+      await client.query('COMMIT');
+      const { rows: back } = await client.query(`SELECT a, b FROM ${table} ORDER BY a COLLATE "C"`);
+      assert.deepEqual(back, [
+        { a: '\\N', b: null },
+        { a: 'a', b: 1 },
+        { a: 'c\td', b: 3 },
+      ]);
+    } finally {
+      // A failed assertion can leave a transaction open: close it, so the schema can be dropped.
+      const cleanup = await client
+        .query('ROLLBACK')
+        .then(() => client.query(`DROP TABLE IF EXISTS ${table}`))
+        .then(
+          () => undefined,
+          (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
+        );
+      client.release(cleanup);
+    }
   });
 
   it('the naive one-by-one writer reaches the same state', async () => {

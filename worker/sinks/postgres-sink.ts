@@ -15,18 +15,20 @@
  * batches take row locks in one order and cannot deadlock.
  *
  * Writes. A batch is reduced to the newest record per key, checked and converted in TypeScript
- * (a value that does not fit its column is a {@link SinkRecordError}, nothing written), and sent
- * as one array parameter per column. Small batches merge in one statement straight from
- * `unnest(...)`; batches of `bulkThreshold` records or more are loaded into a temporary staging
- * table and merged from there in one set-based statement (the place where COPY FROM STDIN goes
- * once `pg-copy-streams` is available; today the load is one `unnest` INSERT). The checkpoint is
- * upserted by the same statement as the rows (a data-modifying CTE), so it commits with them or
- * not at all. Checkpoints are kept in `<schema>._offtake_checkpoints`, keyed by table and name.
+ * (a value that does not fit its column is a {@link SinkRecordError}, nothing written), and held
+ * as one array per column. Small batches bind the arrays and merge in one statement straight
+ * from `unnest(...)`; batches of `bulkThreshold` records or more are streamed with `COPY ...
+ * FROM STDIN` (text format, see `copy-encoder.ts`) into a temporary staging table and merged
+ * from there in one set-based statement, all in one transaction. The checkpoint is upserted by
+ * the same statement as the rows (a data-modifying CTE), so it commits with them or not at all.
+ * Checkpoints are kept in `<schema>._offtake_checkpoints`, keyed by table and name.
  */
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { POSTGRES_COLUMN_TYPES } from '../../crds/dataproduct.schema.ts';
 import { KEY_COLUMN, OFFSET_COLUMN } from '../../lib/validation/semantic.ts';
+import { copyTextChunks } from './copy-encoder.ts';
+import { copyIn } from './copy-in.ts';
 import {
   FORMATTED_COLUMN_TYPES,
   checkIdentifier,
@@ -116,7 +118,7 @@ export class PostgresSink implements Sink {
   private readonly sql: {
     merge: Statement;
     mergeWithCheckpoint: Statement;
-    stage: Statement;
+    stage: string;
     mergeStaged: Statement;
     mergeStagedWithCheckpoint: Statement;
     checkpoint: string;
@@ -197,7 +199,8 @@ export class PostgresSink implements Sink {
     return {
       merge: statement(merge(unnest)),
       mergeWithCheckpoint: statement(merge(unnest, arrayTypes.length + 1)),
-      stage: statement(`INSERT INTO ${staging} (${all.join(', ')}) SELECT ${all.join(', ')} FROM ${unnest}`),
+      // ENCODING: the text is sent as UTF-8 whatever the session's client_encoding says.
+      stage: `COPY ${staging} (${all.join(', ')}) FROM STDIN WITH (FORMAT text, ENCODING 'UTF8')`,
       mergeStaged: statement(merge(staging)),
       mergeStagedWithCheckpoint: statement(merge(staging, 1)),
       checkpoint: checkpointCte(1),
@@ -321,9 +324,9 @@ export class PostgresSink implements Sink {
   }
 
   /**
-   * Applies a batch: one statement for small batches, staging table plus one merge for large
-   * ones; with `checkpoint`, stored in the same statement. Throws {@link SinkRecordError}
-   * (nothing written) when a record is invalid.
+   * Applies a batch: one statement for small batches, COPY into the staging table plus one merge
+   * for large ones (one transaction); with `checkpoint`, stored in the same statement. Throws
+   * {@link SinkRecordError} (nothing written) when a record is invalid.
    */
   async write(
     records: readonly SinkRecord[],
@@ -361,7 +364,7 @@ export class PostgresSink implements Sink {
         await client.query(
           `CREATE TEMP TABLE IF NOT EXISTS ${quoteIdent(this.stagingTable)} (LIKE ${this.qualifiedStorage}) ON COMMIT DELETE ROWS`,
         );
-        await client.query({ ...this.sql.stage, values: arrays });
+        await copyIn(client, this.sql.stage, copyTextChunks(arrays));
         const { name, text } =
           checkpoint === undefined ? this.sql.mergeStaged : this.sql.mergeStagedWithCheckpoint;
         const result = await client.query<{ written: number }>({ name, text, values: checkpointParams });

@@ -49,7 +49,10 @@ export interface Sink {
    * Applies a batch atomically and idempotently. With `checkpoint`, stores it under
    * `checkpointName` in the same atomic step, never ahead of the data.
    */
-  write(records: readonly SinkRecord[], checkpoint?: { name: string; position: Checkpoint }): Promise<SinkWriteResult>;
+  write(
+    records: readonly SinkRecord[],
+    checkpoint?: { name: string; position: Checkpoint },
+  ): Promise<SinkWriteResult>;
   /** The checkpoint stored under `name`, or null. */
   readCheckpoint(name: string): Promise<Checkpoint | null>;
   /** Removes everything the sink wrote (records, guard data, checkpoints). */

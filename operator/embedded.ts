@@ -1,0 +1,221 @@
+/**
+ * Embedded mode in one process: the HTTP API, the operator and the pipeline workers, against the
+ * platform's Redis (resource store, event log, pipeline queues, redis targets, topics) and,
+ * when configured, its Postgres (postgres targets). Both are checked at start-up, and an
+ * unreachable one stops the start with a message naming it (never its password).
+ */
+import type { Server } from 'node:http';
+import type { Redis } from 'ioredis';
+import pg from 'pg';
+import { connectRedis, redactUrl } from '../api/server.ts';
+import { createApp } from '../api/app.ts';
+import { connectionOpenApiPaths, connectionRouter } from '../api/routes/connection.ts';
+import { streamsRouter } from '../api/routes/streams.ts';
+import { streamsOpenApiPaths } from '../api/routes/streams-openapi.ts';
+import type { OfftakeConfig } from '../lib/config.ts';
+import { RedisEventLog } from '../lib/eventlog/redis-event-log.ts';
+import type { Logger } from '../lib/logger.ts';
+import { RedisResourceStore } from '../lib/resource-store/redis-resource-store.ts';
+import { DataProductValidator } from '../lib/validation/validator.ts';
+import { VERSION } from '../lib/version.ts';
+import { PipelineRunner, type PipelineRunnerOptions } from '../worker/pipeline-runner.ts';
+import { PipelineWorker, type PipelineWorkerOptions } from '../worker/pipeline-worker.ts';
+import { redisConnector } from '../worker/redis-connector.ts';
+import { DataProductController, type DataProductControllerOptions } from './controller.ts';
+import { PostgresProvisioner } from './postgres-provisioner.ts';
+import { productSinkFactory, type ProductSinkDeps } from './product-sinks.ts';
+import { ProductRecords } from './product-records.ts';
+import type { Provisioner } from './provisioner.ts';
+import { DataProductReconciler, type DataProductReconcilerOptions } from './reconciler.ts';
+import { RedisProvisioner } from './redis-provisioner.ts';
+import { TopicProvisioner } from './topic-provisioner.ts';
+import type { TargetType } from './product-records.ts';
+
+/** Tuning of the embedded parts (tests shorten timings); configuration proper comes from {@link OfftakeConfig}. */
+export interface EmbeddedOptions {
+  controller?: Pick<DataProductControllerOptions, 'concurrency' | 'resyncMs' | 'watchRetryMs' | 'backoff'>;
+  reconciler?: Pick<
+    DataProductReconcilerOptions,
+    'progressIntervalMs' | 'statusIntervalMs' | 'verifyIntervalMs' | 'stopTimeoutMs' | 'health'
+  >;
+  runner?: Omit<PipelineRunnerOptions, 'connect' | 'eventLog' | 'logger' | 'prefix'>;
+  worker?: Omit<PipelineWorkerOptions, 'connect' | 'eventLog' | 'logger' | 'prefix' | 'sinkFactory'>;
+  /** Milliseconds to wait for a Postgres connection before calling it unreachable (default 5000). */
+  postgresConnectTimeoutMs?: number;
+}
+
+/** A running embedded Offtake. */
+export interface RunningEmbedded {
+  server: Server;
+  port: number;
+  /** `http://<host>:<port>` of the API. */
+  url: string;
+  controller: DataProductController;
+  /** Stops the API, the operator and the workers (running batches drain), and closes connections. */
+  close(): Promise<void>;
+}
+
+/** Connects to Postgres and fails fast, with a message naming the server (without credentials). */
+export async function connectPostgres(
+  url: string,
+  logger: Logger,
+  connectTimeoutMs = 5000,
+): Promise<pg.Pool> {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: 10,
+    connectionTimeoutMillis: connectTimeoutMs,
+    idleTimeoutMillis: 30_000,
+    application_name: 'offtake',
+  });
+  // An idle client's error (the server went away) must not crash the process; the next query reports it.
+  pool.on('error', (err) => logger.warn({ err: err.message }, 'postgres connection error'));
+  try {
+    await pool.query('SELECT 1');
+  } catch (err) {
+    await pool.end().catch(() => undefined);
+    throw new Error(`cannot reach Postgres at ${redactUrl(url)}: ${(err as Error).message}`, { cause: err });
+  }
+  return pool;
+}
+
+/** Starts the API on `config.host:config.port` (0 picks a free port), the operator and the workers. */
+export async function startEmbedded(
+  config: OfftakeConfig,
+  logger: Logger,
+  options: EmbeddedOptions = {},
+): Promise<RunningEmbedded> {
+  const redis = await connectRedis(config.redisUrl, logger);
+  const closers: (() => Promise<unknown>)[] = [
+    () => {
+      redis.disconnect();
+      return Promise.resolve();
+    },
+  ];
+  const closeAll = async () => {
+    for (const close of closers.splice(0).reverse()) await close().catch(() => undefined);
+  };
+  try {
+    return await startParts(config, logger, options, redis, closers, closeAll);
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
+
+async function startParts(
+  config: OfftakeConfig,
+  logger: Logger,
+  options: EmbeddedOptions,
+  redis: Redis,
+  closers: (() => Promise<unknown>)[],
+  closeAll: () => Promise<void>,
+): Promise<RunningEmbedded> {
+  const prefix = config.redisPrefix;
+  const pool =
+    config.postgresUrl === undefined
+      ? undefined
+      : await connectPostgres(config.postgresUrl, logger, options.postgresConnectTimeoutMs);
+  if (pool !== undefined) closers.push(() => pool.end());
+
+  const ev = config.eventLog;
+  const logPrefix = `${prefix}:log`;
+  const eventLog = await RedisEventLog.create({
+    redis,
+    prefix: logPrefix,
+    durability: { mode: ev.durability, replicas: ev.replicas, timeoutMs: ev.replicaTimeoutMs },
+    dedupWindowSeconds: ev.dedupWindowSeconds,
+    limits: { maxEventBytes: ev.maxEventBytes, maxBatchEvents: ev.maxBatchEvents },
+  });
+  closers.push(() => eventLog.close());
+  const store = new RedisResourceStore(redis, { prefix: `${prefix}:resources` });
+  closers.push(() => store.close());
+
+  const connect = redisConnector(config.redisUrl);
+  const sinks: ProductSinkDeps = { redis, pool, eventLog, platformPrefix: prefix };
+  const worker = new PipelineWorker({
+    ...options.worker,
+    connect,
+    eventLog,
+    logger,
+    prefix,
+    sinkFactory: productSinkFactory(sinks),
+  });
+  // Logged by the worker; a listener keeps an emitted error from crashing the process.
+  worker.on('error', () => undefined);
+  await worker.start();
+  closers.push(() => worker.close());
+  const runner = new PipelineRunner({ ...options.runner, connect, eventLog, logger, prefix });
+  closers.push(() => runner.close());
+
+  const records = new ProductRecords(redis, `${prefix}:operator`);
+  const provisioners: Partial<Record<TargetType, Provisioner>> = {
+    redis: new RedisProvisioner({ redis, url: config.redisUrl, sinks }),
+    topic: new TopicProvisioner({ redis, url: config.redisUrl, eventLog, logPrefix, records, sinks }),
+  };
+  if (pool !== undefined && config.postgresUrl !== undefined) {
+    provisioners.postgres = new PostgresProvisioner({ pool, url: config.postgresUrl, sinks });
+  }
+  const reconciler = new DataProductReconciler({
+    ...options.reconciler,
+    store,
+    runner,
+    records,
+    provisioners,
+    platformPrefix: prefix,
+    logger,
+  });
+  const controller = new DataProductController({ ...options.controller, store, reconciler, logger });
+  controller.on('error', () => undefined);
+  await controller.start();
+  closers.push(() => controller.stop());
+
+  const app = createApp({
+    store,
+    validator: new DataProductValidator({ allowDedicated: false }),
+    logger,
+    maxBodyBytes: config.maxBodyBytes,
+    version: VERSION,
+    ready: async () => (await redis.ping()) === 'PONG',
+    extraRouters: [
+      {
+        path: '/v1/streams',
+        router: streamsRouter({
+          eventLog,
+          logger,
+          limits: {
+            maxBodyBytes: ev.maxBodyBytes,
+            heartbeatMs: ev.heartbeatMs,
+            maxFollowers: ev.maxFollowers,
+          },
+        }),
+        openApiPaths: streamsOpenApiPaths(),
+      },
+      {
+        path: '/v1',
+        router: connectionRouter({ store, connections: records }),
+        openApiPaths: connectionOpenApiPaths(),
+      },
+    ],
+  });
+  const server = await new Promise<Server>((resolve, reject) => {
+    const s = app.listen(config.port, config.host, () => resolve(s));
+    s.once('error', reject);
+  });
+  closers.push(async () => {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeAllConnections();
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : config.port;
+  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  logger.info(
+    {
+      port,
+      redis: redactUrl(config.redisUrl),
+      postgres: config.postgresUrl === undefined ? null : redactUrl(config.postgresUrl),
+    },
+    'offtake up: api, operator and workers running',
+  );
+  return { server, port, url: `http://${host}:${port}`, controller, close: closeAll };
+}

@@ -1,0 +1,88 @@
+/**
+ * Names of everything the operator creates for a product in the shared, platform-owned servers,
+ * derived only from the product's validated namespace and name (and, for a topic, its spec).
+ * Pure functions: the provisioners, the sink factory and the tests all name things here, so a
+ * store made by one is always found by the others.
+ */
+import { createHash } from 'node:crypto';
+import type { DataProductSpec } from '../crds/generated/types.ts';
+import { checkStreamName } from '../lib/eventlog/event-log.ts';
+import { checkProductRef, type ProductRef } from '../worker/pipeline-keys.ts';
+
+/** The longest identifier Postgres keeps (NAMEDATALEN - 1). */
+const MAX_POSTGRES_IDENTIFIER = 63;
+/** Hex digits of the hash that keeps Postgres names collision-free. */
+const HASH_LENGTH = 8;
+
+/** Where a product's shared-placement store lives. */
+export interface ProductStoreNames {
+  /** The product's Postgres schema and login role: `dp_<ns>_<name>_<hash>`. */
+  postgres: { schema: string; role: string };
+  /**
+   * The product's Redis ACL user (`dp:<ns>:<name>`) and the keys of a redis target: records
+   * under `keyPrefix`; the sink's tombstones and checkpoints beside it, outside the prefix.
+   */
+  redis: { user: string; keyPrefix: string; tombstonePrefix: string; checkpointKey: string };
+  /** The Redis hash where a topic target's sink keeps its checkpoints. */
+  topicCheckpointKey: string;
+  /** The name of the connection record (a Secret's name in Kubernetes mode). */
+  connectionName: string;
+}
+
+function hash(text: string): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, HASH_LENGTH);
+}
+
+/**
+ * The Postgres identifier of a product: `dp_<namespace>_<name>` with "-" as "_", cut so that it
+ * fits 63 characters with `_<hash>` of the exact (namespace, name) after it. The hash keeps
+ * `a-b/c` and `a/b-c` (both `dp_a_b_c`) apart; labels are lower case, so it never needs quoting.
+ */
+export function postgresIdentifier(ref: ProductRef): string {
+  checkProductRef(ref);
+  const readable = `dp_${ref.namespace}_${ref.name}`.replaceAll('-', '_');
+  const room = MAX_POSTGRES_IDENTIFIER - HASH_LENGTH - 1;
+  return `${readable.slice(0, room).replace(/_+$/, '')}_${hash(`${ref.namespace}/${ref.name}`)}`;
+}
+
+/**
+ * The names of a product's store under the platform's Redis prefix (e.g. `offtake`). Namespace
+ * and name are DNS labels (no ":" or "#"), so no product's keys can fall under another's prefix.
+ */
+export function productStoreNames(platformPrefix: string, ref: ProductRef): ProductStoreNames {
+  checkProductRef(ref);
+  if (platformPrefix.length === 0) throw new RangeError('The platform prefix must not be empty.');
+  const identifier = postgresIdentifier(ref);
+  const base = `${platformPrefix}:dp:${ref.namespace}:${ref.name}`;
+  return {
+    postgres: { schema: identifier, role: identifier },
+    redis: {
+      user: `dp:${ref.namespace}:${ref.name}`,
+      keyPrefix: `${base}:`,
+      tombstonePrefix: `${base}#tombstones:`,
+      checkpointKey: `${base}#checkpoints`,
+    },
+    topicCheckpointKey: `${base}#checkpoints`,
+    connectionName: `${ref.name}-conn`,
+  };
+}
+
+/** The derived stream of a topic target: `spec.target.topic.stream`, or `<namespace>.<name>`. */
+export function topicStreamName(ref: ProductRef, spec: DataProductSpec): string {
+  checkProductRef(ref);
+  return checkStreamName(spec.target.topic?.stream ?? `${ref.namespace}.${ref.name}`);
+}
+
+/**
+ * The Redis key of an event-log stream under the log's prefix (e.g. `offtake:log`). Mirrors
+ * `RedisEventLog`'s private key layout: the ACL of a topic's reader names this key.
+ */
+export function eventLogStreamKey(logPrefix: string, stream: string): string {
+  return `${logPrefix}:stream:{${checkStreamName(stream)}}`;
+}
+
+/** A Redis glob that matches exactly the keys starting with `prefix` (or, with `exact`, the key itself). */
+export function redisGlob(prefix: string, exact = false): string {
+  const escaped = prefix.replace(/[\\*?[\]]/g, (c) => `\\${c}`);
+  return exact ? escaped : `${escaped}*`;
+}

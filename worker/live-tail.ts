@@ -1,0 +1,143 @@
+/**
+ * The live tail of one product: follows each source stream from the checkpoint on (events of the
+ * product's types only: the checkpoint is the last of those applied), runs every
+ * batch through the filter and transform, and writes its records with the new checkpoint in the
+ * same atomic step of the sink — the checkpoint never runs ahead of the data. Batches of all
+ * streams go through one writer, one at a time, and the next batch of a stream is read only
+ * after the previous one is written: a slow sink slows the reading down.
+ */
+import { isOfftakeError } from '../lib/errors.ts';
+import { OFFSET_ZERO, type EventLog, type LogEvent, type Offset } from '../lib/eventlog/event-log.ts';
+import { processBatch, writeBatch } from './batch-writer.ts';
+import type { CompiledProduct } from './compiled-product.ts';
+import type { DeadLetterQueue } from './dead-letter-queue.ts';
+import type { Checkpoint, Sink } from './sinks/sink.ts';
+
+/** What a live tail needs. */
+export interface LiveTailOptions {
+  eventLog: EventLog;
+  sink: Sink;
+  product: CompiledProduct;
+  deadLetters: DeadLetterQueue;
+  /** The name the checkpoint is stored under in the sink. */
+  checkpointName: string;
+  /** Most events per batch (default 1000). */
+  batchSize?: number;
+  /** How often to look again for a source stream that does not exist yet, in ms (default 2000). */
+  missingStreamRetryMs?: number;
+}
+
+/** What the tail reports after each committed batch. */
+export interface TailBatchReport {
+  checkpoint: Checkpoint;
+  processed: number;
+  written: number;
+  deadLettered: number;
+}
+
+type Step = { stream: string; result: IteratorResult<LogEvent[]> };
+
+/** Sleeps `ms`, or less when `signal` aborts. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** Follows a product's source streams into its sink. */
+export class LiveTail {
+  private readonly options: Required<LiveTailOptions>;
+
+  constructor(options: LiveTailOptions) {
+    this.options = { batchSize: 1000, missingStreamRetryMs: 2000, ...options };
+  }
+
+  /**
+   * Tails from `start` (per stream, the last applied offset) until `signal` aborts; then the
+   * batch being written is finished and the last committed checkpoint returned. Rejects when
+   * reading or writing fails; the committed checkpoint is the place to resume from.
+   */
+  async run(
+    start: Checkpoint,
+    signal: AbortSignal,
+    onBatch?: (report: TailBatchReport) => void | Promise<void>,
+  ): Promise<Checkpoint> {
+    const { sink, product, deadLetters, checkpointName } = this.options;
+    const position: Checkpoint = { ...start };
+    // Our own controller stops the followers when we leave on an error, too.
+    const stop = new AbortController();
+    const forward = () => stop.abort();
+    signal.addEventListener('abort', forward, { once: true });
+    if (signal.aborted) stop.abort();
+    const iterators = new Map<string, AsyncIterator<LogEvent[]>>();
+    const pending = new Map<string, Promise<Step>>();
+    const arm = (stream: string) => {
+      const step = iterators
+        .get(stream)!
+        .next()
+        .then((result) => ({ stream, result }));
+      // Raced below; a follower that fails after we stopped listening must not count as unhandled.
+      step.catch(() => undefined);
+      pending.set(stream, step);
+    };
+    try {
+      for (const stream of product.streams) {
+        iterators.set(stream, this.follow(stream, position[stream], stop.signal)[Symbol.asyncIterator]());
+        arm(stream);
+      }
+      while (pending.size > 0 && !stop.signal.aborted) {
+        const { stream, result } = await Promise.race(pending.values());
+        pending.delete(stream);
+        if (result.done === true) continue;
+        const events = result.value;
+        const batch = processBatch(product, events, stream);
+        const next = { ...position, [stream]: events[events.length - 1].offset };
+        const { written, deadLettered } = await writeBatch(sink, deadLetters, batch, {
+          name: checkpointName,
+          position: next,
+        });
+        Object.assign(position, next);
+        await onBatch?.({ checkpoint: { ...position }, processed: events.length, written, deadLettered });
+        arm(stream);
+      }
+      return { ...position };
+    } finally {
+      signal.removeEventListener('abort', forward);
+      stop.abort();
+      // Let every follower see the abort and release its connection.
+      await Promise.allSettled([...pending.values()]);
+      await Promise.allSettled([...iterators.values()].map(async (it) => it.return?.()));
+    }
+  }
+
+  /** Follows one stream after `after`, waiting for the stream to be created when it does not exist yet. */
+  private async *follow(
+    stream: string,
+    after: Offset | undefined,
+    signal: AbortSignal,
+  ): AsyncGenerator<LogEvent[]> {
+    const { eventLog, batchSize, missingStreamRetryMs, product } = this.options;
+    const types = product.types === null ? undefined : [...product.types];
+    // Never "from now": a stream without a position is followed from its start.
+    let last = after ?? OFFSET_ZERO;
+    while (!signal.aborted) {
+      try {
+        for await (const events of eventLog.follow(stream, { after: last, batchSize, signal, types })) {
+          last = events[events.length - 1].offset;
+          yield events;
+        }
+        return;
+      } catch (err) {
+        if (!isOfftakeError(err, 'stream-not-found') || signal.aborted) throw err;
+        await pause(missingStreamRetryMs, signal);
+      }
+    }
+  }
+}
