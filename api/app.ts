@@ -15,8 +15,15 @@ export interface AppDeps {
   version: string;
   /** Answers whether the backing services are reachable, for `/readyz`. */
   ready: () => Promise<boolean>;
-  /** More routers mounted under `/v1` (e.g. the event log's `/v1/streams`), with their OpenAPI paths. */
-  extraRouters?: { path: string; router: Router; openApiPaths?: Record<string, unknown> }[];
+  /** More routers (e.g. the event log's `/v1/streams`), with their OpenAPI paths. */
+  extraRouters?: ExtraRouter[];
+}
+
+/** A router mounted at `path`, with the OpenAPI paths it serves. */
+export interface ExtraRouter {
+  path: string;
+  router: Router;
+  openApiPaths?: Record<string, unknown>;
 }
 
 /** Builds the express app without listening, so tests call it in-process. */

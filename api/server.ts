@@ -9,7 +9,8 @@ import type { Logger } from '../lib/logger.ts';
 import { RedisResourceStore } from '../lib/resource-store/redis-resource-store.ts';
 import { DataProductValidator } from '../lib/validation/validator.ts';
 import { RedisEventLog } from '../lib/eventlog/redis-event-log.ts';
-import { createApp } from './app.ts';
+import type { Express } from 'express';
+import { createApp, type ExtraRouter } from './app.ts';
 import { streamsRouter } from './routes/streams.ts';
 import { streamsOpenApiPaths } from './routes/streams-openapi.ts';
 import { VERSION } from '../lib/version.ts';
@@ -46,19 +47,48 @@ export function redactUrl(url: string): string {
   }
 }
 
-/** Starts the API on `config.port` (0 picks a free port). */
-export async function startApiServer(config: OfftakeConfig, logger: Logger): Promise<RunningServer> {
-  const redis = await connectRedis(config.redisUrl, logger);
-  const store = new RedisResourceStore(redis, { prefix: `${config.redisPrefix}:resources` });
-  const validator = new DataProductValidator({ allowDedicated: false });
+/** The event log on the configured Redis, with the configured durability and limits. */
+export function createEventLog(redis: Redis, config: OfftakeConfig): Promise<RedisEventLog> {
   const ev = config.eventLog;
-  const eventLog = await RedisEventLog.create({
+  return RedisEventLog.create({
     redis,
     prefix: `${config.redisPrefix}:log`,
     durability: { mode: ev.durability, replicas: ev.replicas, timeoutMs: ev.replicaTimeoutMs },
     dedupWindowSeconds: ev.dedupWindowSeconds,
     limits: { maxEventBytes: ev.maxEventBytes, maxBatchEvents: ev.maxBatchEvents },
   });
+}
+
+/** The event log's HTTP face, mounted at `/v1/streams`, with its OpenAPI paths. */
+export function streamsRoute(eventLog: RedisEventLog, config: OfftakeConfig, logger: Logger): ExtraRouter {
+  const ev = config.eventLog;
+  return {
+    path: '/v1/streams',
+    router: streamsRouter({
+      eventLog,
+      logger,
+      limits: { maxBodyBytes: ev.maxBodyBytes, heartbeatMs: ev.heartbeatMs, maxFollowers: ev.maxFollowers },
+    }),
+    openApiPaths: streamsOpenApiPaths(),
+  };
+}
+
+/** Listens on `config.port` (0 picks a free port) and answers the port actually bound. */
+export async function listen(app: Express, config: OfftakeConfig): Promise<{ server: Server; port: number }> {
+  const server = await new Promise<Server>((resolve, reject) => {
+    const s = app.listen(config.port, config.host, () => resolve(s));
+    s.once('error', reject);
+  });
+  const address = server.address();
+  return { server, port: typeof address === 'object' && address !== null ? address.port : config.port };
+}
+
+/** Starts the API on `config.port` (0 picks a free port). */
+export async function startApiServer(config: OfftakeConfig, logger: Logger): Promise<RunningServer> {
+  const redis = await connectRedis(config.redisUrl, logger);
+  const store = new RedisResourceStore(redis, { prefix: `${config.redisPrefix}:resources` });
+  const validator = new DataProductValidator({ allowDedicated: false });
+  const eventLog = await createEventLog(redis, config);
   const app = createApp({
     store,
     validator,
@@ -66,28 +96,9 @@ export async function startApiServer(config: OfftakeConfig, logger: Logger): Pro
     maxBodyBytes: config.maxBodyBytes,
     version: VERSION,
     ready: async () => (await redis.ping()) === 'PONG',
-    extraRouters: [
-      {
-        path: '/v1/streams',
-        router: streamsRouter({
-          eventLog,
-          logger,
-          limits: {
-            maxBodyBytes: ev.maxBodyBytes,
-            heartbeatMs: ev.heartbeatMs,
-            maxFollowers: ev.maxFollowers,
-          },
-        }),
-        openApiPaths: streamsOpenApiPaths(),
-      },
-    ],
+    extraRouters: [streamsRoute(eventLog, config, logger)],
   });
-  const server = await new Promise<Server>((resolve, reject) => {
-    const s = app.listen(config.port, config.host, () => resolve(s));
-    s.once('error', reject);
-  });
-  const address = server.address();
-  const port = typeof address === 'object' && address !== null ? address.port : config.port;
+  const { server, port } = await listen(app, config);
   logger.info({ port, redis: redactUrl(config.redisUrl) }, 'offtake api listening');
   return {
     server,

@@ -3,7 +3,7 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig } from '../lib/config.ts';
-import { createLogger } from '../lib/logger.ts';
+import { createLogger, type Logger } from '../lib/logger.ts';
 import { VERSION } from '../lib/version.ts';
 import { startApiServer } from '../api/server.ts';
 import { startEmbedded } from '../operator/embedded.ts';
@@ -14,6 +14,22 @@ function port(value: string): number {
   if (!Number.isInteger(n) || n < 0 || n > 65535)
     throw new InvalidArgumentError('must be a port number (0-65535)');
   return n;
+}
+
+/** Closes `running` on SIGINT/SIGTERM, then exits (1 when closing failed). */
+function closeOnSignal(running: { close(): Promise<void> }, logger: Logger): void {
+  const stop = (signal: string) => {
+    logger.info({ signal }, 'shutting down');
+    running.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
 }
 
 const program = new Command()
@@ -31,18 +47,7 @@ program
     const config = loadConfig(process.env, { port: opts.port, host: opts.host });
     const logger = createLogger(config.logLevel);
     const running = await startApiServer(config, logger);
-    const stop = (signal: string) => {
-      logger.info({ signal }, 'shutting down');
-      running.close().then(
-        () => process.exit(0),
-        (err: unknown) => {
-          logger.error({ err }, 'shutdown failed');
-          process.exit(1);
-        },
-      );
-    };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    closeOnSignal(running, logger);
   });
 
 // offtake up (issue 5): API, operator and workers in one process.
@@ -55,18 +60,7 @@ program
     const config = loadConfig(process.env, { port: opts.port, host: opts.host });
     const logger = createLogger(config.logLevel);
     const running = await startEmbedded(config, logger);
-    const stop = (signal: string) => {
-      logger.info({ signal }, 'shutting down');
-      running.close().then(
-        () => process.exit(0),
-        (err: unknown) => {
-          logger.error({ err }, 'shutdown failed');
-          process.exit(1);
-        },
-      );
-    };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    closeOnSignal(running, logger);
   });
 
 registerClientCommands(program);

@@ -7,13 +7,10 @@
 import type { Server } from 'node:http';
 import type { Redis } from 'ioredis';
 import pg from 'pg';
-import { connectRedis, redactUrl } from '../api/server.ts';
+import { connectRedis, createEventLog, listen, redactUrl, streamsRoute } from '../api/server.ts';
 import { createApp } from '../api/app.ts';
 import { connectionOpenApiPaths, connectionRouter } from '../api/routes/connection.ts';
-import { streamsRouter } from '../api/routes/streams.ts';
-import { streamsOpenApiPaths } from '../api/routes/streams-openapi.ts';
 import type { OfftakeConfig } from '../lib/config.ts';
-import { RedisEventLog } from '../lib/eventlog/redis-event-log.ts';
 import type { Logger } from '../lib/logger.ts';
 import { RedisResourceStore } from '../lib/resource-store/redis-resource-store.ts';
 import { DataProductValidator } from '../lib/validation/validator.ts';
@@ -118,15 +115,8 @@ async function startParts(
       : await connectPostgres(config.postgresUrl, logger, options.postgresConnectTimeoutMs);
   if (pool !== undefined) closers.push(() => pool.end());
 
-  const ev = config.eventLog;
   const logPrefix = `${prefix}:log`;
-  const eventLog = await RedisEventLog.create({
-    redis,
-    prefix: logPrefix,
-    durability: { mode: ev.durability, replicas: ev.replicas, timeoutMs: ev.replicaTimeoutMs },
-    dedupWindowSeconds: ev.dedupWindowSeconds,
-    limits: { maxEventBytes: ev.maxEventBytes, maxBatchEvents: ev.maxBatchEvents },
-  });
+  const eventLog = await createEventLog(redis, config);
   closers.push(() => eventLog.close());
   const store = new RedisResourceStore(redis, { prefix: `${prefix}:resources` });
   closers.push(() => store.close());
@@ -178,19 +168,7 @@ async function startParts(
     version: VERSION,
     ready: async () => (await redis.ping()) === 'PONG',
     extraRouters: [
-      {
-        path: '/v1/streams',
-        router: streamsRouter({
-          eventLog,
-          logger,
-          limits: {
-            maxBodyBytes: ev.maxBodyBytes,
-            heartbeatMs: ev.heartbeatMs,
-            maxFollowers: ev.maxFollowers,
-          },
-        }),
-        openApiPaths: streamsOpenApiPaths(),
-      },
+      streamsRoute(eventLog, config, logger),
       {
         path: '/v1',
         router: connectionRouter({ store, connections: records }),
@@ -198,16 +176,11 @@ async function startParts(
       },
     ],
   });
-  const server = await new Promise<Server>((resolve, reject) => {
-    const s = app.listen(config.port, config.host, () => resolve(s));
-    s.once('error', reject);
-  });
+  const { server, port } = await listen(app, config);
   closers.push(async () => {
     await new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeAllConnections();
   });
-  const address = server.address();
-  const port = typeof address === 'object' && address !== null ? address.port : config.port;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   logger.info(
     {
