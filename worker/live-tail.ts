@@ -6,6 +6,7 @@
  * streams go through one writer, one at a time, and the next batch of a stream is read only
  * after the previous one is written: a slow sink slows the reading down.
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import { isOfftakeError } from '../lib/errors.ts';
 import { OFFSET_ZERO, type EventLog, type LogEvent, type Offset } from '../lib/eventlog/event-log.ts';
 import { processBatch, writeBatch } from './batch-writer.ts';
@@ -37,18 +38,9 @@ export interface TailBatchReport {
 
 type Step = { stream: string; result: IteratorResult<LogEvent[]> };
 
-/** Sleeps `ms`, or less when `signal` aborts. */
+/** Sleeps `ms`, or less when `signal` aborts (never rejects). */
 function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
+  return delay(ms, undefined, { signal }).catch(() => undefined);
 }
 
 /** Follows a product's source streams into its sink. */
