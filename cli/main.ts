@@ -6,7 +6,7 @@ import { loadConfig } from '../lib/config.ts';
 import { createLogger, type Logger } from '../lib/logger.ts';
 import { VERSION } from '../lib/version.ts';
 import { startApiServer } from '../api/server.ts';
-import { startEmbedded } from '../operator/embedded.ts';
+import { startEmbedded, startWorkerProcess } from '../operator/embedded.ts';
 import { registerClientCommands } from './client-commands.ts';
 
 function port(value: string): number {
@@ -30,6 +30,24 @@ function closeOnSignal(running: { close(): Promise<void> }, logger: Logger): voi
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+}
+
+/**
+ * Re-executes this process with V8's young generation capped at 16 MB per semi-space, unless the
+ * user chose a size. V8 sizes it from the machine's memory (up to 3 × 64 MB on a large host), and a
+ * worker allocates at a high rate, so that alone would put its RSS above 300 MB; with the cap, a
+ * seeding worker stays below (see the pipeline benchmark). The flag only counts at start-up, hence
+ * `execve` (same pid, so signals and supervisors see one process).
+ */
+function boundYoungGeneration(): void {
+  const flag = '--max-semi-space-size';
+  if ([...process.execArgv, process.env.NODE_OPTIONS ?? ''].some((arg) => arg.includes(flag))) return;
+  process.execve?.(process.execPath, [
+    process.execPath,
+    `${flag}=16`,
+    ...process.execArgv,
+    ...process.argv.slice(1),
+  ]);
 }
 
 const program = new Command()
@@ -56,11 +74,23 @@ program
   .description('run Offtake on one machine: API, operator and pipeline workers in one process')
   .option('-p, --port <port>', 'port to listen on (env OFFTAKE_PORT)', port)
   .option('--host <host>', 'address to bind (env OFFTAKE_HOST)')
-  .action(async (opts: { port?: number; host?: string }) => {
+  .option('--no-workers', 'run no pipeline workers here (leave the jobs to `offtake worker` processes)')
+  .action(async (opts: { port?: number; host?: string; workers: boolean }) => {
     const config = loadConfig(process.env, { port: opts.port, host: opts.host });
     const logger = createLogger(config.logLevel);
-    const running = await startEmbedded(config, logger);
+    const running = await startEmbedded(config, logger, { inProcessWorkers: opts.workers });
     closeOnSignal(running, logger);
+  });
+
+// offtake worker: pipeline workers as a process of their own, beside `offtake api` or in a Deployment.
+program
+  .command('worker')
+  .description('run pipeline workers (seed chunks and live tails) until SIGTERM, then drain and exit')
+  .action(async () => {
+    boundYoungGeneration();
+    const config = loadConfig(process.env);
+    const logger = createLogger(config.logLevel);
+    await startWorkerProcess(config, logger);
   });
 
 registerClientCommands(program);

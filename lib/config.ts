@@ -21,6 +21,18 @@ export interface OfftakeConfig {
   readonly logLevel: string;
   /** The event log's settings. */
   readonly eventLog: EventLogConfig;
+  /** The pipeline workers' settings. */
+  readonly worker: WorkerConfig;
+}
+
+/** How much work one pipeline worker process takes on at once. */
+export interface WorkerConfig {
+  /** Seed chunks replayed at once. */
+  readonly seedConcurrency: number;
+  /** Product tails followed at once. */
+  readonly tailConcurrency: number;
+  /** Events read per batch while seeding. */
+  readonly seedBatchSize: number;
 }
 
 /** What "acknowledged" means for an append, and the event log's limits. */
@@ -65,6 +77,7 @@ export const DEFAULT_CONFIG: OfftakeConfig = Object.freeze({
     heartbeatMs: 15000,
     maxFollowers: 1000,
   }),
+  worker: Object.freeze({ seedConcurrency: 2, tailConcurrency: 32, seedBatchSize: 1000 }),
 });
 
 function durabilitySetting(raw: string | undefined): EventLogConfig['durability'] {
@@ -82,12 +95,18 @@ function intSetting(name: string, raw: string | undefined, fallback: number): nu
   return value;
 }
 
+function positive(name: string, value: number): number {
+  if (value === 0) throw new Error(`${name} must be at least 1`);
+  return value;
+}
+
 /** Reads the configuration from an environment map (normally `process.env`), then applies overrides. */
 export function loadConfig(
   env: Record<string, string | undefined>,
   overrides: Partial<OfftakeConfig> = {},
 ): OfftakeConfig {
   const d = DEFAULT_CONFIG.eventLog;
+  const w = DEFAULT_CONFIG.worker;
   const fromEnv: OfftakeConfig = {
     redisUrl: env.OFFTAKE_REDIS_URL || DEFAULT_CONFIG.redisUrl,
     postgresUrl: env.OFFTAKE_POSTGRES_URL || DEFAULT_CONFIG.postgresUrl,
@@ -137,6 +156,20 @@ export function loadConfig(
         'OFFTAKE_EVENTLOG_MAX_FOLLOWERS',
         env.OFFTAKE_EVENTLOG_MAX_FOLLOWERS,
         d.maxFollowers,
+      ),
+    }),
+    worker: Object.freeze({
+      seedConcurrency: positive(
+        'OFFTAKE_WORKER_SEED_CONCURRENCY',
+        intSetting('OFFTAKE_WORKER_SEED_CONCURRENCY', env.OFFTAKE_WORKER_SEED_CONCURRENCY, w.seedConcurrency),
+      ),
+      tailConcurrency: positive(
+        'OFFTAKE_WORKER_TAIL_CONCURRENCY',
+        intSetting('OFFTAKE_WORKER_TAIL_CONCURRENCY', env.OFFTAKE_WORKER_TAIL_CONCURRENCY, w.tailConcurrency),
+      ),
+      seedBatchSize: positive(
+        'OFFTAKE_WORKER_SEED_BATCH_SIZE',
+        intSetting('OFFTAKE_WORKER_SEED_BATCH_SIZE', env.OFFTAKE_WORKER_SEED_BATCH_SIZE, w.seedBatchSize),
       ),
     }),
   };

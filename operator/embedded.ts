@@ -18,6 +18,7 @@ import { VERSION } from '../lib/version.ts';
 import { PipelineRunner, type PipelineRunnerOptions } from '../worker/pipeline-runner.ts';
 import { PipelineWorker, type PipelineWorkerOptions } from '../worker/pipeline-worker.ts';
 import { redisConnector } from '../worker/redis-connector.ts';
+import { runWorkerProcess, type RunningWorker } from '../worker/worker-process.ts';
 import { DataProductController, type DataProductControllerOptions } from './controller.ts';
 import { PostgresProvisioner } from './postgres-provisioner.ts';
 import { productSinkFactory, type ProductSinkDeps } from './product-sinks.ts';
@@ -37,6 +38,8 @@ export interface EmbeddedOptions {
   >;
   runner?: Omit<PipelineRunnerOptions, 'connect' | 'eventLog' | 'logger' | 'prefix'>;
   worker?: Omit<PipelineWorkerOptions, 'connect' | 'eventLog' | 'logger' | 'prefix' | 'sinkFactory'>;
+  /** Run pipeline workers in this process (default true); false leaves the jobs to `offtake worker` processes. */
+  inProcessWorkers?: boolean;
   /** Milliseconds to wait for a Postgres connection before calling it unreachable (default 5000). */
   postgresConnectTimeoutMs?: number;
 }
@@ -123,18 +126,21 @@ async function startParts(
 
   const connect = redisConnector(config.redisUrl);
   const sinks: ProductSinkDeps = { redis, pool, eventLog, platformPrefix: prefix };
-  const worker = new PipelineWorker({
-    ...options.worker,
-    connect,
-    eventLog,
-    logger,
-    prefix,
-    sinkFactory: productSinkFactory(sinks),
-  });
-  // Logged by the worker; a listener keeps an emitted error from crashing the process.
-  worker.on('error', () => undefined);
-  await worker.start();
-  closers.push(() => worker.close());
+  if (options.inProcessWorkers ?? true) {
+    const worker = new PipelineWorker({
+      ...workerSettings(config),
+      ...options.worker,
+      connect,
+      eventLog,
+      logger,
+      prefix,
+      sinkFactory: productSinkFactory(sinks),
+    });
+    // Logged by the worker; a listener keeps an emitted error from crashing the process.
+    worker.on('error', () => undefined);
+    await worker.start();
+    closers.push(() => worker.close());
+  }
   const runner = new PipelineRunner({ ...options.runner, connect, eventLog, logger, prefix });
   closers.push(() => runner.close());
 
@@ -191,4 +197,44 @@ async function startParts(
     'offtake up: api, operator and workers running',
   );
   return { server, port, url: `http://${host}:${port}`, controller, close: closeAll };
+}
+
+function workerSettings(
+  config: OfftakeConfig,
+): Pick<PipelineWorkerOptions, 'seedConcurrency' | 'tailConcurrency' | 'seedBatchSize'> {
+  const { seedConcurrency, tailConcurrency, seedBatchSize } = config.worker;
+  return { seedConcurrency, tailConcurrency, seedBatchSize };
+}
+
+/**
+ * `offtake worker`: pipeline workers in a process of their own, writing into the same shared
+ * stores, under the same names, as the workers of `offtake up` (so either may take any job).
+ * Drains and exits on SIGTERM/SIGINT.
+ */
+export async function startWorkerProcess(config: OfftakeConfig, logger: Logger): Promise<RunningWorker> {
+  const redis = await connectRedis(config.redisUrl, logger);
+  let pool: pg.Pool | undefined;
+  try {
+    pool = config.postgresUrl === undefined ? undefined : await connectPostgres(config.postgresUrl, logger);
+    const eventLog = await createEventLog(redis, config);
+    const sinks: ProductSinkDeps = { redis, pool, eventLog, platformPrefix: config.redisPrefix };
+    const openPool = pool;
+    return await runWorkerProcess({
+      ...workerSettings(config),
+      connect: redisConnector(config.redisUrl),
+      eventLog,
+      logger,
+      prefix: config.redisPrefix,
+      sinkFactory: productSinkFactory(sinks),
+      onShutdown: async () => {
+        await eventLog.close();
+        await openPool?.end();
+        redis.disconnect();
+      },
+    });
+  } catch (err) {
+    await pool?.end().catch(() => undefined);
+    redis.disconnect();
+    throw err;
+  }
 }

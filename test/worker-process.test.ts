@@ -1,0 +1,146 @@
+/**
+ * `offtake worker` as a process of its own: an embedded Offtake without in-process workers (what
+ * `offtake up --no-workers` runs) leaves every seed and tail job to the worker processes. Two of
+ * them seed a product to Ready with the right data, keep it current, and drain and exit 0 on
+ * SIGTERM; each runs with V8's young generation capped (the re-exec that bounds its memory).
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import type { Redis } from 'ioredis';
+import { DEFAULT_CONFIG, loadConfig } from '../lib/config.ts';
+import { createLogger } from '../lib/logger.ts';
+import { startEmbedded, type RunningEmbedded } from '../operator/embedded.ts';
+import { productStoreNames } from '../operator/store-names.ts';
+import { CLI } from './helpers/process.ts';
+import { dropPrefix, testRedis, TEST_REDIS_URL, uniquePrefix } from './helpers/redis.ts';
+import {
+  ApiClient,
+  expectedOrders,
+  isReady,
+  leftovers,
+  orderEvents,
+  orderSpec,
+  POSTGRES_URL,
+  waitFor,
+} from './operator-helpers.ts';
+import pg from 'pg';
+
+let redis: Redis;
+let pool: pg.Pool;
+let prefix: string;
+let embedded: RunningEmbedded;
+let api: ApiClient;
+const workers: { child: ChildProcess; stderr: () => string }[] = [];
+
+function startWorker(): { child: ChildProcess; stderr: () => string } {
+  const child = spawn(process.execPath, [CLI, 'worker'], {
+    env: {
+      ...process.env,
+      NODE_OPTIONS: '',
+      OFFTAKE_REDIS_URL: TEST_REDIS_URL,
+      OFFTAKE_POSTGRES_URL: POSTGRES_URL,
+      OFFTAKE_REDIS_PREFIX: prefix,
+      OFFTAKE_EVENTLOG_DURABILITY: 'none',
+      OFFTAKE_WORKER_SEED_BATCH_SIZE: '50',
+      OFFTAKE_LOG_LEVEL: 'warn',
+    },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  const worker = { child, stderr: () => stderr };
+  workers.push(worker);
+  return worker;
+}
+
+before(async () => {
+  redis = testRedis();
+  pool = new pg.Pool({ connectionString: POSTGRES_URL, max: 2 });
+  prefix = uniquePrefix('workerproc');
+  const config = loadConfig(
+    {},
+    {
+      redisUrl: TEST_REDIS_URL,
+      postgresUrl: POSTGRES_URL,
+      redisPrefix: prefix,
+      port: 0,
+      host: '127.0.0.1',
+      eventLog: { ...DEFAULT_CONFIG.eventLog, durability: 'none' },
+    },
+  );
+  embedded = await startEmbedded(config, createLogger('silent'), {
+    inProcessWorkers: false,
+    controller: { backoff: { baseDelayMs: 100, maxDelayMs: 2000 } },
+    reconciler: { statusIntervalMs: 300, progressIntervalMs: 300 },
+    runner: { chunkEvents: 200 },
+  });
+  api = new ApiClient(embedded.url);
+});
+
+after(async () => {
+  for (const { child } of workers) if (child.exitCode === null) child.kill('SIGKILL');
+  await embedded?.close();
+  await dropPrefix(redis, prefix);
+  redis.disconnect();
+  await pool.end();
+});
+
+describe('offtake worker', () => {
+  it('seeds and tails products for an Offtake that runs no workers, and drains on SIGTERM', async () => {
+    const ref = { namespace: `wp-${randomBytes(3).toString('hex')}`, name: 'orders-cache' };
+    await api.publish('orders', orderEvents(0, 1000));
+    await api.create(ref, orderSpec('redis'));
+    // Without a worker nothing seeds: the product waits, visibly, for one.
+    await waitFor(
+      async () => (await api.status(ref))?.status.phase === 'Seeding',
+      'the product to wait in Seeding',
+    );
+    assert.equal(isReady(await api.status(ref)), false);
+
+    const [first, second] = [startWorker(), startWorker()];
+    await waitFor(async () => isReady(await api.status(ref)), 'Ready through the worker processes', 60_000);
+
+    const names = productStoreNames(prefix, ref);
+    const expected = expectedOrders(1000);
+    const sample = ['o-0', 'o-2', 'o-998'];
+    for (const key of sample) {
+      const row = await redis.hgetall(`${names.redis.keyPrefix}${key}`);
+      assert.deepEqual(
+        { customer: row.customer, amount: Number(row.amount), status: row.status },
+        expected.get(key),
+        key,
+      );
+    }
+    assert.equal(await redis.exists(`${names.redis.keyPrefix}o-1`), 0, 'US orders are filtered out');
+
+    // The tail runs in a worker process too.
+    await api.publish('orders', orderEvents(1000, 1002));
+    await waitFor(
+      async () => (await redis.hget(`${names.redis.keyPrefix}o-1000`, 'status')) === 'cancelled',
+      'a new event through the tail',
+    );
+
+    for (const { child } of [first, second]) {
+      const cmdline = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0');
+      assert.ok(
+        cmdline.includes('--max-semi-space-size=16'),
+        `young generation capped: ${cmdline.join(' ')}`,
+      );
+    }
+
+    for (const worker of [first, second]) {
+      worker.child.kill('SIGTERM');
+      const [code] = (await once(worker.child, 'exit')) as [number | null];
+      assert.equal(code, 0, `worker drained and exited 0: ${worker.stderr()}`);
+    }
+
+    assert.equal(await api.delete(ref), 202, 'deletion waits for the teardown');
+    // Teardown needs no worker: it stops the pipeline through the queues and drops the store.
+    await waitFor(async () => (await api.status(ref)) === null, 'the product to be gone');
+    assert.deepEqual(await leftovers(redis, pool, prefix, ref), []);
+  });
+});
