@@ -342,6 +342,12 @@ export const statusSchema: SchemaNode = {
         written: { type: 'integer', minimum: 0, description: 'Records written so far.' },
         deadLettered: { type: 'integer', minimum: 0, description: 'Events sent to the dead-letter stream.' },
         total: { type: 'integer', minimum: 0, description: 'Events to replay in all.' },
+        percent: {
+          type: 'integer',
+          minimum: 0,
+          maximum: 100,
+          description: 'Share of the seed replayed, in whole percent (100 only once seeded).',
+        },
         eventsPerSecond: { type: 'number', minimum: 0, description: 'Current replay rate.' },
         etaSeconds: { type: 'number', minimum: 0, description: 'Estimated seconds until seeded.' },
         startedAt: { type: 'string', format: 'date-time', description: 'When the seed began.' },
@@ -357,6 +363,36 @@ export const statusSchema: SchemaNode = {
       },
     },
     checkpoint: { type: 'string', description: 'The last offset whose effect is durably in the target.' },
+    builds: {
+      type: 'object',
+      description:
+        'The builds of the store: the one readers use and, after a spec change, the next one being seeded ' +
+        'beside it (blue/green); readers switch to it atomically once it is seeded.',
+      properties: {
+        active: {
+          type: 'object',
+          description: 'The build readers use.',
+          properties: {
+            build: { type: 'integer', minimum: 1, description: 'Its number.' },
+            generation: {
+              type: 'integer',
+              minimum: 0,
+              description: 'The metadata.generation of the spec it was seeded from.',
+            },
+          },
+        },
+        next: {
+          type: 'object',
+          description: 'The build being seeded for the current spec, while readers still use the active one.',
+          properties: {
+            build: { type: 'integer', minimum: 1, description: 'Its number.' },
+            generation: { type: 'integer', minimum: 0, description: 'The metadata.generation of its spec.' },
+            processed: { type: 'integer', minimum: 0, description: 'Events of its seed replayed so far.' },
+            total: { type: 'integer', minimum: 0, description: 'Events its seed replays in all.' },
+          },
+        },
+      },
+    },
     connection: {
       type: 'object',
       description: 'Where the product’s connection details are delivered.',
@@ -434,15 +470,45 @@ export const dataProductSchema: SchemaNode = {
   },
 };
 
-/** Printer columns for `kubectl get dataproducts`. */
+/**
+ * Printer columns for `kubectl get dataproducts`: phase, target, seeded %, lag and age; with
+ * `-o wide` also placement, the Ready condition and its reason.
+ */
 export const printerColumns = [
   { name: 'Phase', type: 'string', jsonPath: '.status.phase', description: 'Lifecycle summary.' },
   { name: 'Target', type: 'string', jsonPath: '.spec.target.type', description: 'redis, postgres or topic.' },
+  {
+    name: 'Seeded%',
+    type: 'integer',
+    jsonPath: '.status.seed.percent',
+    description: 'Share of the seed replayed, in whole percent.',
+  },
+  {
+    name: 'Lag',
+    type: 'integer',
+    jsonPath: '.status.lag.events',
+    description: 'Events in the log the live tail has not applied yet.',
+  },
+  { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp', description: 'Time since creation.' },
+  {
+    name: 'Placement',
+    type: 'string',
+    jsonPath: '.spec.target.placement',
+    description: 'shared or dedicated.',
+    priority: 1,
+  },
   {
     name: 'Ready',
     type: 'string',
     jsonPath: '.status.conditions[?(@.type=="Ready")].status',
     description: 'Whether the product is seeded and current.',
+    priority: 1,
   },
-  { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp', description: 'Time since creation.' },
+  {
+    name: 'Reason',
+    type: 'string',
+    jsonPath: '.status.conditions[?(@.type=="Ready")].reason',
+    description: 'Why the product is (not) Ready.',
+    priority: 1,
+  },
 ] as const;

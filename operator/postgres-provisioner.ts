@@ -12,9 +12,13 @@
  * database by default (CONNECT, TEMP, reading the system catalogs) it holds too; a platform
  * that wants less revokes those from PUBLIC once, for every tenant.
  *
+ * Builds: each build of the product has its own storage table (`_offtake_b<N>_<table>`); the
+ * reader view named after the table is switched from one build's storage to the next in one
+ * transaction (`PostgresSink.publishView`), so readers see the old rows or the new, never none.
+ *
  * Crash safety: the role, the schema and their grants are made in one transaction (Postgres DDL
- * is transactional); the table and view come from the sink's own idempotent `prepare`, then the
- * view is granted. Every step checks before it acts, so running it again repairs what a crash
+ * is transactional); the storage table comes from the sink's own idempotent `prepare`, then the
+ * view is published and granted (one transaction). Every step checks before it acts, so running it again repairs what a crash
  * left. The password reaches the server only as a SCRAM verifier.
  */
 import type pg from 'pg';
@@ -26,7 +30,7 @@ import { quoteIdent } from '../worker/sinks/postgres-columns.ts';
 import { postgresFailure } from './failures.ts';
 import type { ProductConnection } from './product-connection.ts';
 import { productSink, type ProductSinkDeps } from './product-sinks.ts';
-import type { Credential, ProvisionedStore, Provisioner } from './provisioner.ts';
+import type { Credential, EnsureOptions, ProvisionedStore, Provisioner } from './provisioner.ts';
 import { ProvisioningError } from './provisioning-error.ts';
 import { scramSha256Verifier } from './scram.ts';
 import { productStoreNames } from './store-names.ts';
@@ -89,7 +93,11 @@ export class PostgresProvisioner implements Provisioner {
     this.where = `${this.endpoint.host}:${this.endpoint.port}`;
   }
 
-  async ensure(product: PipelineProduct, credential: Credential): Promise<ProvisionedStore> {
+  async ensure(
+    product: PipelineProduct,
+    credential: Credential,
+    options: EnsureOptions,
+  ): Promise<ProvisionedStore> {
     const { schema, role } = productStoreNames(this.sinks.platformPrefix, product).postgres;
     const table = product.spec.target.postgres?.table;
     if (table === undefined) {
@@ -127,7 +135,14 @@ export class PostgresProvisioner implements Provisioner {
         }
         throw err;
       }
-      await this.pool.query(`GRANT SELECT ON ${s}.${quoteIdent(sink.table)} TO ${r}`);
+      if (options.publish) {
+        const replacing = (options.replacing ?? []).flatMap((p) => p.spec.target.postgres?.table ?? []);
+        if (await this.published(sink, replacing)) {
+          await this.pool.query(`GRANT SELECT ON ${s}.${quoteIdent(sink.table)} TO ${r}`);
+        } else {
+          await sink.publishView({ grantTo: role, replacing });
+        }
+      }
     } catch (err) {
       throw postgresFailure(err, this.where, `creating schema ${schema} and role ${role}`);
     }
@@ -178,6 +193,38 @@ export class PostgresProvisioner implements Provisioner {
       });
     } catch (err) {
       throw postgresFailure(err, this.where, `dropping role ${role}`);
+    }
+  }
+
+  /** True when the view already reads this build's storage and no view of `replacing` is left. */
+  private async published(sink: PostgresSink, replacing: readonly string[]): Promise<boolean> {
+    const { rows } = await this.pool.query<{ reads: boolean; others: number }>(
+      `SELECT EXISTS (
+                SELECT 1 FROM pg_depend d JOIN pg_rewrite w ON d.objid = w.oid
+                 WHERE w.ev_class = to_regclass($1) AND d.refobjid = to_regclass($2)
+              ) AS reads,
+              (SELECT count(*)::int FROM pg_views WHERE schemaname = $3 AND viewname = ANY($4::text[])) AS others`,
+      [
+        `${quoteIdent(sink.schema)}.${quoteIdent(sink.table)}`,
+        `${quoteIdent(sink.schema)}.${quoteIdent(sink.storageTable)}`,
+        sink.schema,
+        replacing.filter((t) => t !== sink.table),
+      ],
+    );
+    return rows[0].reads && rows[0].others === 0;
+  }
+
+  /** Drops one build's storage table and checkpoints (the view readers use is not this build's). */
+  async dropBuild(product: PipelineProduct): Promise<void> {
+    const sink = productSink(this.sinks, product) as PostgresSink;
+    try {
+      await sink.drop();
+    } catch (err) {
+      throw postgresFailure(
+        err,
+        this.where,
+        `dropping build ${product.build ?? 1} of ${sink.schema}.${sink.table}`,
+      );
     }
   }
 

@@ -18,8 +18,14 @@ export interface ProductConnection {
   /** postgres: the product's schema and the table (a view) to read. */
   schema?: string;
   table?: string;
-  /** redis: every record key starts with this. */
+  /**
+   * redis: every record key of the build readers use starts with this. A spec change builds the
+   * records anew under another prefix and then switches `currentKey` to it (blue/green): a
+   * long-lived reader reads `currentKey` (GET) to follow the switch.
+   */
   keyPrefix?: string;
+  /** redis: the key holding the key prefix of the build to read. */
+  currentKey?: string;
   /** topic: the derived stream's name in the event log and its Redis key (XRANGE / XREAD it). */
   stream?: string;
   key?: string;

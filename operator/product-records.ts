@@ -2,14 +2,35 @@
  * The operator's own records of each product, in Redis under `${prefix}:` (platform keys no
  * product credential can read): the product's generated password, the connection details once
  * its store is ready, the target types it was given a store for (written before the store is
- * made, so a teardown after a crash knows what to remove), and the fingerprint of the spec its
- * pipeline was started with. Plus the claims on derived streams, so that no topic product takes
+ * made, so a teardown after a crash knows what to remove), and the builds of its store (which
+ * spec each was seeded from, which one readers use). Plus the claims on derived streams, so that no topic product takes
  * a stream it did not create.
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import type { DataProductSpec } from '../crds/generated/types.ts';
 import type { ProductRef } from '../worker/pipeline-keys.ts';
 import type { ConnectionReader, ProductConnection } from './product-connection.ts';
+
+/** One build of a product's store: its number and the spec (as its pipeline sees it) of one generation. */
+export interface BuildRecord {
+  build: number;
+  generation: number;
+  fingerprint: string;
+  spec: DataProductSpec;
+}
+
+/**
+ * The builds of a product's store: the one readers use (`active`), the one being seeded beside
+ * it after a spec change (`next`), and earlier ones whose data is still to be dropped (`retired`).
+ */
+export interface ProductBuilds {
+  active?: BuildRecord;
+  next?: BuildRecord;
+  retired: BuildRecord[];
+  /** The highest build number ever used: numbers are never reused. */
+  highest?: number;
+}
 
 /** A target type. */
 export type TargetType = ProductConnection['type'];
@@ -81,14 +102,15 @@ export class ProductRecords implements ConnectionReader {
     await this.redis.hset(this.key(ref), 'targets', JSON.stringify(targets));
   }
 
-  /** The fingerprint of the spec the product's pipeline was last started with, or null. */
-  async pipelineFingerprint(ref: ProductRef): Promise<string | null> {
-    return this.redis.hget(this.key(ref), 'fingerprint');
+  /** The builds of the product's store (none before its first reconcile). */
+  async builds(ref: ProductRef): Promise<ProductBuilds> {
+    const json = await this.redis.hget(this.key(ref), 'builds');
+    return json === null ? { retired: [] } : (JSON.parse(json) as ProductBuilds);
   }
 
-  async setPipelineFingerprint(ref: ProductRef, fingerprint: string | null): Promise<void> {
-    if (fingerprint === null) await this.redis.hdel(this.key(ref), 'fingerprint');
-    else await this.redis.hset(this.key(ref), 'fingerprint', fingerprint);
+  /** Replaces the builds record in one write: a switch from one build to the next is atomic. */
+  async setBuilds(ref: ProductRef, builds: ProductBuilds): Promise<void> {
+    await this.redis.hset(this.key(ref), 'builds', JSON.stringify(builds));
   }
 
   /** Removes every record of the product (its stream claims are released separately). */

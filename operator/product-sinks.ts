@@ -1,6 +1,6 @@
 /**
- * The sinks of products in their shared-placement stores, named by `store-names.ts`: the same
- * names the provisioners create and grant. The pipeline workers get {@link productSinkFactory};
+ * The sinks of products' builds in their shared-placement stores, named by `store-names.ts`:
+ * the same names the provisioners create and grant. The pipeline workers get {@link productSinkFactory};
  * the provisioners use {@link productSink} to prepare a postgres table before granting it.
  */
 import type { Redis } from 'ioredis';
@@ -37,10 +37,13 @@ export function productSink(deps: ProductSinkDeps, product: PipelineProduct): Si
         { terminal: true },
       );
     }
+    // Each build fills a storage table of its own; the operator decides which one readers see.
     return new PostgresSink(deps.pool, {
       schema: names.postgres.schema,
       table: target.postgres.table,
       columns: target.postgres.columns,
+      storageTable: names.postgres.storageTable(target.postgres.table),
+      ownsView: false,
     });
   }
   if (target.type === 'redis') {

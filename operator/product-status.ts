@@ -46,7 +46,13 @@ const PROGRESS_REASONS = new Set([
   'Reseeding',
   'Starting',
   'TearingDown',
+  'WaitingForWorker',
 ]);
+
+/** Whether a condition reason means "working on it" rather than a failure (Events use it for Normal vs Warning). */
+export function isProgressReason(reason: string): boolean {
+  return PROGRESS_REASONS.has(reason);
+}
 
 /** Now, as Kubernetes writes timestamps: RFC 3339 in UTC, whole seconds. */
 export function timestamp(now: Date): string {
@@ -185,6 +191,16 @@ export interface PipelineHealth {
   minEventsForRatio: number;
 }
 
+/**
+ * The share of the seed replayed, in whole percent for `kubectl get`: rounded down, so it shows
+ * 100 only once the seed is complete (the total can grow while a seed of "latest" settles).
+ */
+export function seedPercent(processed: number, total: number, completed: boolean): number {
+  if (completed) return 100;
+  if (total <= 0) return 0;
+  return Math.min(99, Math.floor((100 * processed) / total));
+}
+
 /** The `seed` block of a status from the pipeline's state. */
 export function seedStatus(state: PipelineState): NonNullable<DataProductStatus['seed']> {
   const seed: NonNullable<DataProductStatus['seed']> = {
@@ -192,6 +208,7 @@ export function seedStatus(state: PipelineState): NonNullable<DataProductStatus[
     written: state.seed.written,
     deadLettered: state.seed.deadLettered,
     total: state.seed.total,
+    percent: seedPercent(state.seed.processed, state.seed.total, state.seed.completedAt !== undefined),
     eventsPerSecond: state.seed.eventsPerSecond,
     startedAt: state.seed.startedAt,
   };
@@ -278,5 +295,30 @@ export function pipelineStatus(
     status: 'True',
     reason: 'Current',
     message: 'Seeded and following the event log.',
+  });
+}
+
+/**
+ * Status while a spec change is seeded beside the store readers use (blue/green): seed progress
+ * and Seeded are the next build's; Ready says readers are still served by the previous build,
+ * which its own live tail keeps current until the switch.
+ */
+export function rebuildStatus(
+  b: StatusBuilder,
+  active: PipelineState,
+  next: PipelineState,
+  health: PipelineHealth,
+): StatusBuilder {
+  pipelineStatus(b, next, health);
+  const lag = active.lag === null ? undefined : { events: active.lag.events, seconds: active.lag.seconds };
+  const failed = next.phase === 'failed';
+  return b.fields({ lag, checkpoint: formatPosition(active.checkpoint) }).set({
+    type: READY,
+    status: 'False',
+    reason: failed ? 'ReseedFailed' : 'Reseeding',
+    message: failed
+      ? `The spec changed and the new build failed (${next.error ?? 'unknown error'}); readers still use the previous build.`
+      : `The spec changed: a new build is seeding (${next.seed.processed} of ${next.seed.total} events); ` +
+        'readers use the previous build, kept current, until it is ready.',
   });
 }

@@ -21,14 +21,31 @@ export interface ProvisionedStore {
   description: string;
 }
 
-/** Makes and removes one target type's stores. Throws {@link ProvisioningError}s. */
+/** How {@link Provisioner.ensure} treats the build it makes. */
+export interface EnsureOptions {
+  /**
+   * Point the product's readers at this build, atomically (a view swap, a key-prefix pointer).
+   * False builds the store beside the one readers use, for a blue/green re-seed.
+   */
+  publish: boolean;
+  /** Earlier builds that readers may still see (a publish replaces them: their postgres views go). */
+  replacing?: readonly PipelineProduct[];
+}
+
+/**
+ * Makes and removes one target type's stores. A product's store may hold several **builds**
+ * (`product.build`): the one readers use and, during a spec change, the next one being seeded.
+ * Throws {@link ProvisioningError}s.
+ */
 export interface Provisioner {
   readonly type: TargetType;
-  /** Creates (or repairs) the store and the product's credential; returns how to connect. */
-  ensure(product: PipelineProduct, credential: Credential): Promise<ProvisionedStore>;
+  /** Creates (or repairs) the product's credential and the store of its build; returns how to connect. */
+  ensure(product: PipelineProduct, credential: Credential, options: EnsureOptions): Promise<ProvisionedStore>;
   /** Removes the product's credential and ends its sessions; the data stays. */
   revokeAccess(ref: ProductRef): Promise<void>;
-  /** Drops the product's data (everything its sink wrote, checkpoints included). */
+  /** Drops one build's data (what its sink wrote, checkpoints included), not what readers use now. */
+  dropBuild(product: PipelineProduct): Promise<void>;
+  /** Drops the product's data, every build (everything its sinks wrote, checkpoints included). */
   dropData(ref: ProductRef): Promise<void>;
   /** Keeps the data for good, its product being deleted with `deletionPolicy: Retain`. */
   retainData(ref: ProductRef): Promise<void>;

@@ -27,11 +27,12 @@ import {
   findCondition,
   pipelineStatus,
   provisioningStatus,
+  rebuildStatus,
   storeFailedStatus,
   storeReadyStatus,
   type PipelineHealth,
 } from './product-status.ts';
-import type { ProductRecords, TargetType } from './product-records.ts';
+import type { BuildRecord, ProductBuilds, ProductRecords, TargetType } from './product-records.ts';
 import type { Provisioner } from './provisioner.ts';
 import { ProvisioningError } from './provisioning-error.ts';
 import { productStoreNames } from './store-names.ts';
@@ -71,12 +72,17 @@ export interface DataProductReconcilerOptions {
   health?: PipelineHealth;
 }
 
-/** A store known to be in place: checked at `at` for this uid and generation. */
+/** A build's store known to be in place: checked at `at` for this uid and spec. */
 interface Verified {
   uid: string;
-  generation: number;
+  fingerprint: string;
   at: number;
   description: string;
+}
+
+/** A build as its pipeline and provisioner see it. */
+function buildProduct(ref: ProductRef, uid: string, build: BuildRecord): PipelineProduct {
+  return { ...ref, build: build.build, uid, generation: build.generation, spec: build.spec };
 }
 
 /** The spec as the pipeline sees it: `deletionPolicy` changes nothing it does, so it does not re-seed. */
@@ -139,7 +145,7 @@ export class DataProductReconciler {
       product = await this.options.store.get(namespace, name);
     } catch (err) {
       if (isOfftakeError(err, 'not-found')) {
-        this.verified.delete(`${namespace}/${name}`);
+        this.forget(`${namespace}/${name}`);
         return {};
       }
       throw err;
@@ -160,56 +166,48 @@ export class DataProductReconciler {
   }
 
   private async reconcileLive(product: StoredDataProduct): Promise<ReconcileResult> {
-    const { records, runner, logger } = this.options;
+    const { records } = this.options;
     const ref: ProductRef = { namespace: product.metadata.namespace, name: product.metadata.name };
     const key = `${ref.namespace}/${ref.name}`;
-    const generation = product.metadata.generation;
     const status = new StatusWriter(this.options.store, product, this.options.clock);
-    const type = product.spec.target.type;
-    const pipelineProduct: PipelineProduct = {
-      ...ref,
-      uid: product.metadata.uid,
-      generation,
-      spec: pipelineSpec(product.spec),
-    };
-    const fingerprint = specFingerprint(pipelineProduct.spec);
+    const uid = product.metadata.uid;
 
+    let builds: ProductBuilds;
+    let active: PipelineProduct;
+    let next: PipelineProduct | undefined;
     let description: string;
-    /** The store was checked in this pass: the pipeline's jobs are checked too (start recreates lost ones). */
-    let checked = false;
+    /** Stores checked in this pass: their pipelines' jobs are checked too (start recreates lost ones). */
+    const checked = new Set<number>();
     try {
-      const provisioner = this.provisionerFor(product.spec);
-      const started = await records.pipelineFingerprint(ref);
-      if (started !== null && started !== fingerprint) {
-        await this.reseed(ref, status, type);
-      }
-      const verified = this.verified.get(key);
-      const fresh =
-        verified !== undefined &&
-        verified.uid === product.metadata.uid &&
-        verified.generation === generation &&
-        this.options.clock().getTime() - verified.at < this.options.verifyIntervalMs;
-      if (fresh) {
-        description = verified.description;
-      } else {
+      this.provisionerFor(product.spec);
+      builds = await this.planBuilds(ref, product, status);
+      active = buildProduct(ref, uid, builds.active!);
+      next = builds.next === undefined ? undefined : buildProduct(ref, uid, builds.next);
+      const credential = await records.password(ref);
+      if (!this.isVerified(key, uid, builds.active!)) {
         if (findCondition(status.product.status, STORE_READY)?.status !== 'True') {
+          const type = active.spec.target.type;
           await status.write(provisioningStatus(status.builder(), `the ${type} store`).build());
         }
-        await records.addTarget(ref, type);
-        const credential = await records.password(ref);
-        const made = await provisioner.ensure(pipelineProduct, credential);
-        await records.setConnection(ref, made.connection);
-        description = made.description;
-        checked = true;
-        this.verified.set(key, {
-          uid: product.metadata.uid,
-          generation,
-          at: this.options.clock().getTime(),
-          description,
+        await records.addTarget(ref, active.spec.target.type);
+        const made = await this.provisioner(active.spec.target.type).ensure(active, credential, {
+          publish: true,
         });
+        await records.setConnection(ref, made.connection);
+        this.verify(key, uid, builds.active!, made.description);
+        checked.add(active.build!);
+      }
+      description = this.verified.get(`${key}@${active.build}`)!.description;
+      if (next !== undefined && !this.isVerified(key, uid, builds.next!)) {
+        await records.addTarget(ref, next.spec.target.type);
+        const made = await this.provisioner(next.spec.target.type).ensure(next, credential, {
+          publish: false,
+        });
+        this.verify(key, uid, builds.next!, made.description);
+        checked.add(next.build!);
       }
     } catch (err) {
-      this.verified.delete(key);
+      this.forget(key);
       const failure = classifyFailure(err);
       await status.write(storeFailedStatus(status.builder(), failure).build());
       return this.failed(key, failure, err);
@@ -221,33 +219,21 @@ export class DataProductReconciler {
         connection: { secretRef: { name: names.connectionName } },
       });
 
-    let state: PipelineState | null;
+    let state: PipelineState;
+    let nextState: PipelineState | undefined;
     let restartedAfter: PipelineState | undefined;
     try {
-      state = await runner.state(ref);
-      if (state !== null && state.phase === 'stopping')
-        state = await runner.stop(ref, { timeoutMs: this.options.stopTimeoutMs });
-      const started = await records.pipelineFingerprint(ref);
-      const running = state !== null && (state.phase === 'seeding' || state.phase === 'tailing');
-      if (
-        state === null ||
-        state.phase === 'stopped' ||
-        state.phase === 'failed' ||
-        started !== fingerprint ||
-        checked
-      ) {
-        if (state?.phase === 'failed') restartedAfter = state;
-        await records.setPipelineFingerprint(ref, fingerprint);
-        try {
-          state = await runner.start(pipelineProduct);
-        } catch (err) {
-          if (isOfftakeError(err, 'conflict') && err.message.includes('another version')) {
-            // A run of a spec this operator has no record of: re-seed on the next pass.
-            await records.setPipelineFingerprint(ref, 'unknown');
-          }
-          throw err;
+      const run = await this.ensurePipeline(active, checked.has(active.build!));
+      state = run.state;
+      restartedAfter = run.restartedAfter;
+      if (next !== undefined) {
+        const nextRun = await this.ensurePipeline(next, checked.has(next.build!));
+        nextState = nextRun.state;
+        restartedAfter ??= nextRun.restartedAfter;
+        if (nextState.seed.completedAt !== undefined && nextState.phase === 'tailing') {
+          description = await this.switchTo(ref, uid, builds, status);
+          [active, state, next, nextState] = [next, nextState, undefined, undefined];
         }
-        if (!running) logger.info({ product: key, generation }, 'pipeline started');
       }
     } catch (err) {
       const failure = classifyFailure(err);
@@ -261,21 +247,205 @@ export class DataProductReconciler {
       return this.failed(key, failure, err);
     }
 
+    const shown = () => {
+      const b = builder().fields({
+        builds: {
+          active: { build: active.build!, generation: active.generation! },
+          ...(next === undefined || nextState === undefined
+            ? {}
+            : {
+                next: {
+                  build: next.build!,
+                  generation: next.generation!,
+                  processed: nextState.seed.processed,
+                  total: nextState.seed.total,
+                },
+              }),
+        },
+      });
+      if (next === undefined || nextState === undefined) return pipelineStatus(b, state, this.options.health);
+      return rebuildStatus(b, state, nextState, this.options.health);
+    };
     if (restartedAfter !== undefined) {
       // Show why it failed until the relaunch proves itself; retry with backoff, not at once.
-      await status.write(pipelineStatus(builder(), restartedAfter, this.options.health).build());
+      await status.write(shown().build());
       throw new ProvisioningError(
         'PipelineFailed',
         `The pipeline failed and was restarted: ${restartedAfter.error ?? 'unknown error'}`,
       );
     }
-    await status.write(pipelineStatus(builder(), state, this.options.health).build());
-    const seeding = state.seed.completedAt === undefined;
+    await status.write(shown().build());
+    const seeding = (nextState ?? state).seed.completedAt === undefined;
     return { requeueAfterMs: seeding ? this.options.progressIntervalMs : this.options.statusIntervalMs };
   }
 
-  /** The spec changed what the pipeline does: stop it, drop its data and runtime state; provisioning and start follow. */
-  private async reseed(ref: ProductRef, status: StatusWriter, type: TargetType): Promise<void> {
+  /**
+   * Reads the product's builds and brings them in line with its spec: finishes dropping retired
+   * builds, makes build 1 on the first pass, and on a spec change plans the next build beside the
+   * active one (cancelling a next build of an older spec) — or, for topics, which readers follow
+   * as one stream, rebuilds in place. Every change is recorded before it is acted on.
+   */
+  private async planBuilds(
+    ref: ProductRef,
+    product: StoredDataProduct,
+    status: StatusWriter,
+  ): Promise<ProductBuilds> {
+    const { records } = this.options;
+    const uid = product.metadata.uid;
+    const generation = product.metadata.generation;
+    const spec = pipelineSpec(product.spec);
+    const fingerprint = specFingerprint(spec);
+    const wanted = (build: number): BuildRecord => ({ build, generation, fingerprint, spec });
+    let builds = await records.builds(ref);
+    // Build numbers only rise: a cancelled build's number is never reused (stale jobs can't mix in).
+    const highest = Math.max(
+      0,
+      ...[builds.active, builds.next, ...builds.retired].map((b) => b?.build ?? 0),
+      builds.highest ?? 0,
+    );
+    for (const old of [...builds.retired]) builds = await this.retire(ref, uid, builds, old);
+    const active = builds.active;
+    if (active === undefined) {
+      builds = { ...builds, active: wanted(1) };
+    } else if (active.fingerprint === fingerprint) {
+      // Back to the spec readers have (or only the generation moved): no next build is needed.
+      if (builds.next !== undefined) builds = await this.retire(ref, uid, builds, builds.next);
+      if (active.generation !== generation) builds = { ...builds, active: { ...active, generation } };
+    } else if (active.spec.target.type === 'topic' || spec.target.type === 'topic') {
+      if (builds.next !== undefined) await this.retire(ref, uid, builds, builds.next);
+      await this.rebuildInPlace(ref, uid, active, status);
+      builds = { retired: [], active: wanted(highest + 1) };
+    } else if (builds.next?.fingerprint !== fingerprint) {
+      if (builds.next !== undefined) builds = await this.retire(ref, uid, builds, builds.next);
+      const number = highest + 1;
+      builds = { ...builds, next: wanted(number) };
+      this.options.logger.info(
+        { product: `${ref.namespace}/${ref.name}`, build: number },
+        'spec changed: seeding the next build beside the current one',
+      );
+    } else if (builds.next.generation !== generation) {
+      builds = { ...builds, next: { ...builds.next, generation } };
+    }
+    builds = { ...builds, highest: Math.max(highest, builds.active?.build ?? 0, builds.next?.build ?? 0) };
+    await records.setBuilds(ref, builds);
+    return builds;
+  }
+
+  /**
+   * Drops a build readers no longer use (or never did): marked retired first, so a crash half-way
+   * finishes the job on the next pass. A target type no remaining build uses loses its access and
+   * all its data; otherwise only this build's data goes.
+   */
+  private async retire(
+    ref: ProductRef,
+    uid: string,
+    builds: ProductBuilds,
+    old: BuildRecord,
+  ): Promise<ProductBuilds> {
+    const { records, runner } = this.options;
+    let marked: ProductBuilds = {
+      active: builds.active?.build === old.build ? undefined : builds.active,
+      next: builds.next?.build === old.build ? undefined : builds.next,
+      retired: [...builds.retired.filter((b) => b.build !== old.build), old],
+      highest: Math.max(builds.highest ?? 0, old.build),
+    };
+    await records.setBuilds(ref, marked);
+    const p = buildProduct(ref, uid, old);
+    await runner.deleteRuntimeState(p, { timeoutMs: this.options.stopTimeoutMs });
+    const type = old.spec.target.type;
+    const stillUsed = [marked.active, marked.next].some((b) => b?.spec.target.type === type);
+    if (stillUsed) {
+      await this.provisioner(type).dropBuild(p);
+    } else {
+      await this.provisioner(type).revokeAccess(ref);
+      await this.provisioner(type).dropData(ref);
+      await records.removeTarget(ref, type);
+    }
+    this.verified.delete(`${ref.namespace}/${ref.name}@${old.build}`);
+    marked = { ...marked, retired: marked.retired.filter((b) => b.build !== old.build) };
+    await records.setBuilds(ref, marked);
+    return marked;
+  }
+
+  /**
+   * Switches readers to the seeded next build: publishes it (a view swap, a pointer), records it
+   * as active with the old one retired (one write), then drops the old one.
+   */
+  private async switchTo(
+    ref: ProductRef,
+    uid: string,
+    builds: ProductBuilds,
+    status: StatusWriter,
+  ): Promise<string> {
+    const { records, logger } = this.options;
+    const key = `${ref.namespace}/${ref.name}`;
+    const next = builds.next!;
+    const old = builds.active!;
+    const nextProduct = buildProduct(ref, uid, next);
+    const made = await this.provisioner(next.spec.target.type).ensure(
+      nextProduct,
+      await records.password(ref),
+      { publish: true, replacing: [buildProduct(ref, uid, old)] },
+    );
+    await records.setConnection(ref, made.connection);
+    const switched: ProductBuilds = {
+      active: next,
+      retired: [...builds.retired, old],
+      highest: Math.max(builds.highest ?? 0, next.build),
+    };
+    await records.setBuilds(ref, switched);
+    this.verify(key, uid, next, made.description);
+    logger.info({ product: key, from: old.build, to: next.build }, 'readers switched to the next build');
+    await status.write(
+      status
+        .builder()
+        .fields({ builds: { active: { build: next.build, generation: next.generation } } })
+        .build(),
+    );
+    await this.retire(ref, uid, switched, old);
+    return made.description;
+  }
+
+  /** Starts a build's pipeline unless it runs; restarts a failed or stopped one. */
+  private async ensurePipeline(
+    product: PipelineProduct,
+    storeChecked: boolean,
+  ): Promise<{ state: PipelineState; restartedAfter?: PipelineState }> {
+    const { runner, logger } = this.options;
+    let state = await runner.state(product);
+    if (state !== null && state.phase === 'stopping')
+      state = await runner.stop(product, { timeoutMs: this.options.stopTimeoutMs });
+    const running = state !== null && (state.phase === 'seeding' || state.phase === 'tailing');
+    if (running && !storeChecked) return { state: state! };
+    const restartedAfter = state?.phase === 'failed' ? state : undefined;
+    try {
+      state = await runner.start(product);
+    } catch (err) {
+      if (isOfftakeError(err, 'conflict') && err.message.includes('another version')) {
+        // Runtime state of this build from a spec this operator has no record of: start it afresh.
+        await runner.deleteRuntimeState(product, { timeoutMs: this.options.stopTimeoutMs });
+      }
+      throw err;
+    }
+    if (!running)
+      logger.info(
+        {
+          product: `${product.namespace}/${product.name}`,
+          build: product.build,
+          generation: product.generation,
+        },
+        'pipeline started',
+      );
+    return { state, restartedAfter };
+  }
+
+  /** A topic's spec changed: readers follow one stream, so it is emptied and seeded again in place. */
+  private async rebuildInPlace(
+    ref: ProductRef,
+    uid: string,
+    active: BuildRecord,
+    status: StatusWriter,
+  ): Promise<void> {
     const { records, runner, logger } = this.options;
     await status.write(
       status
@@ -295,17 +465,41 @@ export class DataProductReconciler {
         .fields({ seed: undefined, lag: undefined, checkpoint: undefined })
         .build(),
     );
-    logger.info({ product: `${ref.namespace}/${ref.name}` }, 'spec changed: re-seeding');
-    await runner.deleteRuntimeState(ref, { timeoutMs: this.options.stopTimeoutMs });
+    logger.info({ product: `${ref.namespace}/${ref.name}` }, 'spec changed: re-seeding a topic in place');
+    await runner.deleteRuntimeState(buildProduct(ref, uid, active), {
+      timeoutMs: this.options.stopTimeoutMs,
+    });
     for (const old of await records.targets(ref)) {
-      const provisioner = this.provisioner(old);
-      if (old !== type) await provisioner.revokeAccess(ref);
-      await provisioner.dropData(ref);
-      if (old !== type) await records.removeTarget(ref, old);
+      await this.provisioner(old).revokeAccess(ref);
+      await this.provisioner(old).dropData(ref);
+      await records.removeTarget(ref, old);
     }
     await records.clearConnection(ref);
-    await records.setPipelineFingerprint(ref, null);
-    this.verified.delete(`${ref.namespace}/${ref.name}`);
+    this.forget(`${ref.namespace}/${ref.name}`);
+  }
+
+  private isVerified(key: string, uid: string, build: BuildRecord): boolean {
+    const verified = this.verified.get(`${key}@${build.build}`);
+    return (
+      verified !== undefined &&
+      verified.uid === uid &&
+      verified.fingerprint === build.fingerprint &&
+      this.options.clock().getTime() - verified.at < this.options.verifyIntervalMs
+    );
+  }
+
+  private verify(key: string, uid: string, build: BuildRecord, description: string): void {
+    this.verified.set(`${key}@${build.build}`, {
+      uid,
+      fingerprint: build.fingerprint,
+      at: this.options.clock().getTime(),
+      description,
+    });
+  }
+
+  /** Forgets every verified build of a product. */
+  private forget(key: string): void {
+    for (const k of [...this.verified.keys()]) if (k.startsWith(`${key}@`)) this.verified.delete(k);
   }
 
   /** Tears down what the product has (by its records, so nothing made is forgotten), then releases it. */
@@ -323,6 +517,13 @@ export class DataProductReconciler {
       );
     try {
       await step('Stopping the pipeline.');
+      const builds = await records.builds(ref);
+      for (const build of [builds.active, builds.next, ...builds.retired]) {
+        if (build === undefined) continue;
+        await runner.deleteRuntimeState(buildProduct(ref, product.metadata.uid, build), {
+          timeoutMs: this.options.stopTimeoutMs,
+        });
+      }
       await runner.deleteRuntimeState(ref, { timeoutMs: this.options.stopTimeoutMs });
       const types = new Set(await records.targets(ref));
       if (this.options.provisioners[product.spec.target.type] !== undefined)
@@ -352,7 +553,7 @@ export class DataProductReconciler {
       logger.warn({ product: key, reason: failure.reason }, 'teardown failed; retrying');
       throw err;
     }
-    this.verified.delete(key);
+    this.forget(key);
     await store.setFinalizers(
       namespace,
       name,

@@ -127,3 +127,13 @@ export async function deleteProductUser(redis: Redis, user: string): Promise<voi
 export function prefixPattern(prefix: string): string {
   return redisGlob(prefix);
 }
+
+/** Unlinks every key matching a glob, a SCAN page at a time (never KEYS). */
+export async function unlinkMatching(redis: Redis, pattern: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) await redis.unlink(...keys);
+  } while (cursor !== '0');
+}

@@ -1,17 +1,20 @@
 /**
  * Shared-placement redis stores: per product a key prefix `<platformPrefix>:dp:<ns>:<name>:` in
  * the platform's Redis and an ACL user `dp:<ns>:<name>` that may read keys under it and nothing
- * else. The sink's tombstones and checkpoints live beside the prefix, outside the user's reach.
+ * else. Each build of the store has its records under `<prefix>b<N>:`; the key `<prefix>current`
+ * names the build readers should use, and publishing a build is one SET of it. The sink's
+ * tombstones and checkpoints live beside the prefix, outside the user's reach.
  */
 import type { Redis } from 'ioredis';
 import type { ProductRef } from '../worker/pipeline-keys.ts';
 import type { PipelineProduct } from '../worker/pipeline-state-store.ts';
 import { redisFailure } from './failures.ts';
 import { productSink, type ProductSinkDeps } from './product-sinks.ts';
-import type { Credential, ProvisionedStore, Provisioner } from './provisioner.ts';
+import type { Credential, EnsureOptions, ProvisionedStore, Provisioner } from './provisioner.ts';
 import {
   RECORD_READ_COMMANDS,
   deleteProductUser,
+  unlinkMatching,
   prefixPattern,
   redisConnection,
   redisEndpoint,
@@ -42,17 +45,38 @@ export class RedisProvisioner implements Provisioner {
     this.sinks = options.sinks;
   }
 
-  async ensure(product: PipelineProduct, credential: Credential): Promise<ProvisionedStore> {
-    const { user, keyPrefix } = productStoreNames(this.sinks.platformPrefix, product).redis;
+  async ensure(
+    product: PipelineProduct,
+    credential: Credential,
+    options: EnsureOptions,
+  ): Promise<ProvisionedStore> {
+    const { user, keyPrefix, productPrefix, currentKey } = productStoreNames(
+      this.sinks.platformPrefix,
+      product,
+    ).redis;
     await setProductUser(this.redis, {
       user,
       password: credential.password,
-      keys: [prefixPattern(keyPrefix)],
+      keys: [prefixPattern(productPrefix)],
       commands: RECORD_READ_COMMANDS,
       db: this.endpoint.db,
     });
+    if (options.publish) {
+      try {
+        await this.redis.set(currentKey, keyPrefix);
+      } catch (err) {
+        throw redisFailure(
+          err,
+          `publishing build ${product.build ?? 1} of ${product.namespace}/${product.name}`,
+        );
+      }
+    }
     return {
-      connection: { ...redisConnection(this.endpoint, 'redis', user, credential.password), keyPrefix },
+      connection: {
+        ...redisConnection(this.endpoint, 'redis', user, credential.password),
+        keyPrefix,
+        currentKey,
+      },
       description: `Keys under ${keyPrefix}, readable by ACL user ${user}, are ready.`,
     };
   }
@@ -61,15 +85,24 @@ export class RedisProvisioner implements Provisioner {
     await deleteProductUser(this.redis, productStoreNames(this.sinks.platformPrefix, ref).redis.user);
   }
 
-  /** Deletes the records, the tombstones and the checkpoints (SCAN, never KEYS). */
-  async dropData(ref: ProductRef): Promise<void> {
-    // The sink's drop needs a spec only for its format, which dropping ignores.
-    const sink = productSink(this.sinks, {
-      ...ref,
-      spec: { source: { streams: ['x'] }, transform: { key: 'x' }, target: { type: 'redis' } },
-    });
+  /** Deletes one build's records, tombstones and checkpoints (SCAN, never KEYS). */
+  async dropBuild(product: PipelineProduct): Promise<void> {
     try {
-      await sink.drop();
+      await productSink(this.sinks, product).drop();
+    } catch (err) {
+      throw redisFailure(
+        err,
+        `deleting the keys of build ${product.build ?? 1} of ${product.namespace}/${product.name}`,
+      );
+    }
+  }
+
+  /** Deletes every key of every build, and the pointer (SCAN, never KEYS). */
+  async dropData(ref: ProductRef): Promise<void> {
+    try {
+      for (const pattern of productStoreNames(this.sinks.platformPrefix, ref).redisPatterns) {
+        await unlinkMatching(this.redis, pattern);
+      }
     } catch (err) {
       throw redisFailure(err, `deleting the keys of ${ref.namespace}/${ref.name}`);
     }

@@ -7,22 +7,38 @@
 import { createHash } from 'node:crypto';
 import type { DataProductSpec } from '../crds/generated/types.ts';
 import { checkStreamName } from '../lib/eventlog/event-log.ts';
-import { checkProductRef, type ProductRef } from '../worker/pipeline-keys.ts';
+import { buildOf, checkProductRef, type ProductRef } from '../worker/pipeline-keys.ts';
+import { storageTableName } from '../worker/sinks/postgres-sink.ts';
 
 /** The longest identifier Postgres keeps (NAMEDATALEN - 1). */
 const MAX_POSTGRES_IDENTIFIER = 63;
 /** Hex digits of the hash that keeps Postgres names collision-free. */
 const HASH_LENGTH = 8;
 
-/** Where a product's shared-placement store lives. */
+/** Where a product's shared-placement store, and the build the reference names, live. */
 export interface ProductStoreNames {
-  /** The product's Postgres schema and login role: `dp_<ns>_<name>_<hash>`. */
-  postgres: { schema: string; role: string };
   /**
-   * The product's Redis ACL user (`dp:<ns>:<name>`) and the keys of a redis target: records
-   * under `keyPrefix`; the sink's tombstones and checkpoints beside it, outside the prefix.
+   * The product's Postgres schema and login role: `dp_<ns>_<name>_<hash>`, and the storage table
+   * of a table of this build (see {@link storageTableName}).
    */
-  redis: { user: string; keyPrefix: string; tombstonePrefix: string; checkpointKey: string };
+  postgres: { schema: string; role: string; storageTable(table: string): string };
+  /**
+   * The product's Redis ACL user (`dp:<ns>:<name>`) and the keys of a redis target. Everything
+   * readers may read is under `productPrefix` (`<base>:`): the records of each build under
+   * `keyPrefix` (`<base>:b<N>:`) and `currentKey` (`<base>:current`), which holds the key prefix
+   * of the build readers should use. The sink's tombstones and checkpoints are beside the
+   * product prefix (`<base>#b<N>#…`), outside the readers' reach.
+   */
+  redis: {
+    user: string;
+    productPrefix: string;
+    currentKey: string;
+    keyPrefix: string;
+    tombstonePrefix: string;
+    checkpointKey: string;
+  };
+  /** Glob patterns matching every key of every build of the product (records, pointer, tombstones, checkpoints). */
+  redisPatterns: string[];
   /** The Redis hash where a topic target's sink keeps its checkpoints. */
   topicCheckpointKey: string;
   /** The name of the connection record (a Secret's name in Kubernetes mode). */
@@ -53,16 +69,24 @@ export function productStoreNames(platformPrefix: string, ref: ProductRef): Prod
   checkProductRef(ref);
   if (platformPrefix.length === 0) throw new RangeError('The platform prefix must not be empty.');
   const identifier = postgresIdentifier(ref);
+  const build = buildOf(ref);
   const base = `${platformPrefix}:dp:${ref.namespace}:${ref.name}`;
   return {
-    postgres: { schema: identifier, role: identifier },
+    postgres: {
+      schema: identifier,
+      role: identifier,
+      storageTable: (table) => storageTableName(table, build),
+    },
     redis: {
       user: `dp:${ref.namespace}:${ref.name}`,
-      keyPrefix: `${base}:`,
-      tombstonePrefix: `${base}#tombstones:`,
-      checkpointKey: `${base}#checkpoints`,
+      productPrefix: `${base}:`,
+      currentKey: `${base}:current`,
+      keyPrefix: `${base}:b${build}:`,
+      tombstonePrefix: `${base}#b${build}#tombstones:`,
+      checkpointKey: `${base}#b${build}#checkpoints`,
     },
-    topicCheckpointKey: `${base}#checkpoints`,
+    redisPatterns: [redisGlob(`${base}:`), redisGlob(`${base}#`)],
+    topicCheckpointKey: `${base}#b${build}#checkpoints`,
     connectionName: `${ref.name}-conn`,
   };
 }

@@ -11,7 +11,7 @@ import type { PipelineProduct } from '../worker/pipeline-state-store.ts';
 import { redisFailure } from './failures.ts';
 import type { ProductRecords } from './product-records.ts';
 import type { ProductSinkDeps } from './product-sinks.ts';
-import type { Credential, ProvisionedStore, Provisioner } from './provisioner.ts';
+import type { Credential, EnsureOptions, ProvisionedStore, Provisioner } from './provisioner.ts';
 import { ProvisioningError } from './provisioning-error.ts';
 import {
   STREAM_READ_COMMANDS,
@@ -19,6 +19,7 @@ import {
   redisConnection,
   redisEndpoint,
   setProductUser,
+  unlinkMatching,
   type RedisEndpoint,
 } from './redis-access.ts';
 import { eventLogStreamKey, productStoreNames, redisGlob, topicStreamName } from './store-names.ts';
@@ -46,7 +47,12 @@ export class TopicProvisioner implements Provisioner {
     this.endpoint = redisEndpoint(options.url);
   }
 
-  async ensure(product: PipelineProduct, credential: Credential): Promise<ProvisionedStore> {
+  /** Topics have no blue/green builds (readers follow one stream): `options.publish` changes nothing. */
+  async ensure(
+    product: PipelineProduct,
+    credential: Credential,
+    _options: EnsureOptions,
+  ): Promise<ProvisionedStore> {
     const { records, eventLog, logPrefix } = this.options;
     const stream = topicStreamName(product, product.spec);
     if (product.spec.source.streams.includes(stream)) {
@@ -104,8 +110,15 @@ export class TopicProvisioner implements Provisioner {
       await this.wrap(() => eventLog.deleteStream(stream), `deleting the stream ${stream}`);
       await this.wrap(() => records.releaseStream(ref, stream), 'releasing the stream');
     }
-    const checkpointKey = productStoreNames(this.options.sinks.platformPrefix, ref).topicCheckpointKey;
-    await this.wrap(() => redis.unlink(checkpointKey), 'deleting the checkpoints');
+    for (const pattern of productStoreNames(this.options.sinks.platformPrefix, ref).redisPatterns) {
+      await this.wrap(() => unlinkMatching(redis, pattern), 'deleting the checkpoints');
+    }
+  }
+
+  /** A build of a topic shares the stream with the others: only its checkpoints are its own. */
+  async dropBuild(product: PipelineProduct): Promise<void> {
+    const checkpointKey = productStoreNames(this.options.sinks.platformPrefix, product).topicCheckpointKey;
+    await this.wrap(() => this.options.redis.unlink(checkpointKey), 'deleting the checkpoints');
   }
 
   /** Keeps the streams, marked as retained: only a product of the same name may take them again. */

@@ -50,11 +50,24 @@ describe('store names', () => {
   it('keeps tombstones and checkpoints outside the record prefix, and prefixes apart', () => {
     const names = productStoreNames('offtake', { namespace: 'checkout', name: 'eu-orders' });
     assert.equal(names.redis.user, 'dp:checkout:eu-orders');
-    assert.equal(names.redis.keyPrefix, 'offtake:dp:checkout:eu-orders:');
-    assert.ok(!names.redis.tombstonePrefix.startsWith(names.redis.keyPrefix));
-    assert.ok(!names.redis.checkpointKey.startsWith(names.redis.keyPrefix));
+    assert.equal(names.redis.productPrefix, 'offtake:dp:checkout:eu-orders:');
+    assert.equal(names.redis.keyPrefix, 'offtake:dp:checkout:eu-orders:b1:');
+    assert.equal(names.redis.currentKey, 'offtake:dp:checkout:eu-orders:current');
+    // Readers may read the product prefix: the sink's own keys stay outside it.
+    assert.ok(!names.redis.tombstonePrefix.startsWith(names.redis.productPrefix));
+    assert.ok(!names.redis.checkpointKey.startsWith(names.redis.productPrefix));
     const other = productStoreNames('offtake', { namespace: 'checkout', name: 'eu-orders-2' });
-    assert.ok(!other.redis.keyPrefix.startsWith(names.redis.keyPrefix));
+    assert.ok(!other.redis.productPrefix.startsWith(names.redis.productPrefix));
+    // Builds of one product are apart, and none reaches the pointer key.
+    const build2 = productStoreNames('offtake', { namespace: 'checkout', name: 'eu-orders', build: 2 });
+    assert.equal(build2.redis.keyPrefix, 'offtake:dp:checkout:eu-orders:b2:');
+    for (const n of [names, build2]) {
+      assert.ok(n.redis.keyPrefix.startsWith(names.redis.productPrefix));
+      assert.ok(!names.redis.currentKey.startsWith(n.redis.keyPrefix));
+    }
+    assert.notEqual(build2.redis.checkpointKey, names.redis.checkpointKey);
+    assert.notEqual(build2.postgres.storageTable('t'), names.postgres.storageTable('t'));
+    assert.equal(build2.postgres.schema, names.postgres.schema);
     assert.throws(() => productStoreNames('offtake', { namespace: 'Bad*', name: 'x' }), /DNS-1123/);
   });
 
@@ -157,6 +170,7 @@ describe('status', () => {
       written: 400,
       deadLettered: 0,
       total: 1000,
+      percent: 41,
       eventsPerSecond: 95,
       etaSeconds: 7,
       startedAt: '2030-01-01T00:00:00.000Z',

@@ -285,10 +285,10 @@ describe('operator, end to end through the API', () => {
       const schemaB = productStoreNames(prefix, ordersB).postgres.schema;
       assert.ok((await a.query(`SELECT count(*) FROM ${schemaA}.eu_orders`)).rows[0].count > 0);
       await denied(a, `SELECT * FROM ${schemaB}.other_orders`);
-      await denied(a, `SELECT * FROM ${schemaB}._offtake_other_orders`);
+      await denied(a, `SELECT * FROM ${schemaB}._offtake_b1_other_orders`);
       await denied(a, `INSERT INTO ${schemaB}.other_orders (_key) VALUES ('x')`);
       await denied(a, `SELECT * FROM ${platformSchema}.secrets`);
-      await denied(a, `SELECT * FROM ${schemaA}._offtake_eu_orders`);
+      await denied(a, `SELECT * FROM ${schemaA}._offtake_b1_eu_orders`);
       await denied(a, `SELECT * FROM ${schemaA}._offtake_checkpoints`);
       await denied(a, `INSERT INTO ${schemaA}.eu_orders (_key) VALUES ('x')`);
       await denied(a, `DELETE FROM ${schemaA}.eu_orders`);

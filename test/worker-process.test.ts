@@ -36,7 +36,7 @@ let embedded: RunningEmbedded;
 let api: ApiClient;
 const workers: { child: ChildProcess; stderr: () => string }[] = [];
 
-function startWorker(): { child: ChildProcess; stderr: () => string } {
+function startWorker(): { child: ChildProcess; stderr: () => string; running: Promise<void> } {
   const child = spawn(process.execPath, [CLI, 'worker'], {
     env: {
       ...process.env,
@@ -46,13 +46,23 @@ function startWorker(): { child: ChildProcess; stderr: () => string } {
       OFFTAKE_REDIS_PREFIX: prefix,
       OFFTAKE_EVENTLOG_DURABILITY: 'none',
       OFFTAKE_WORKER_SEED_BATCH_SIZE: '50',
-      OFFTAKE_LOG_LEVEL: 'warn',
+      OFFTAKE_LOG_LEVEL: 'info',
     },
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  const worker = { child, stderr: () => stderr };
+  let stdout = '';
+  // Its signal handlers are in place once it says it runs (a SIGTERM before that just ends it).
+  const running = new Promise<void>((resolve, reject) => {
+    child.stdout?.on('data', (d: Buffer) => {
+      stdout += d.toString();
+      if (stdout.includes('"offtake worker running"')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`offtake worker exited with ${code}: ${stderr}`)));
+  });
+  running.catch(() => undefined);
+  const worker = { child, stderr: () => stderr, running };
   workers.push(worker);
   return worker;
 }
@@ -133,6 +143,7 @@ describe('offtake worker', () => {
     }
 
     for (const worker of [first, second]) {
+      await worker.running;
       worker.child.kill('SIGTERM');
       const [code] = (await once(worker.child, 'exit')) as [number | null];
       assert.equal(code, 0, `worker drained and exited 0: ${worker.stderr()}`);

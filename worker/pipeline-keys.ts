@@ -8,10 +8,20 @@ import { DNS1123_LABEL } from '../crds/dataproduct.schema.ts';
 import { MAX_STREAM_NAME_LENGTH } from '../lib/eventlog/event-log.ts';
 import { OfftakeError } from '../lib/errors.ts';
 
-/** Which product: its namespace and name (DNS-1123 labels). */
+/**
+ * Which product: its namespace and name (DNS-1123 labels) — and, where it matters, which
+ * **build** of its store: a spec change builds the store anew beside the current one (build 2,
+ * 3, …) and switches readers to it once it is seeded. Absent means build 1.
+ */
 export interface ProductRef {
   namespace: string;
   name: string;
+  build?: number;
+}
+
+/** The build a reference names (1 when it names none). */
+export function buildOf(ref: ProductRef): number {
+  return ref.build ?? 1;
 }
 
 const LABEL = new RegExp(DNS1123_LABEL);
@@ -26,20 +36,25 @@ export function checkProductRef(ref: ProductRef): ProductRef {
       });
     }
   }
+  if (ref.build !== undefined && (!Number.isSafeInteger(ref.build) || ref.build < 1)) {
+    throw new RangeError('A build number is a positive integer.');
+  }
   return ref;
 }
 
 /**
- * The pipeline id of a product: `<namespace>.<name>`. Labels hold no ".", so the id is unique,
- * and it is valid in a Redis key, a BullMQ job id (no ":") and a stream name.
+ * The pipeline id of a product's build: `<namespace>.<name>` for build 1, `<namespace>.<name>.b<N>`
+ * for later ones. Labels hold no ".", so the id is unique, and it is valid in a Redis key, a
+ * BullMQ job id (no ":") and a stream name.
  */
 export function pipelineId(ref: ProductRef): string {
   checkProductRef(ref);
-  return `${ref.namespace}.${ref.name}`;
+  const build = buildOf(ref);
+  return build === 1 ? `${ref.namespace}.${ref.name}` : `${ref.namespace}.${ref.name}.b${build}`;
 }
 
 /**
- * The dead-letter stream of a product: `<namespace>.<name>.dlq`, shortened with a hash when that
+ * The dead-letter stream of a product's build: `<pipeline id>.dlq`, shortened with a hash when that
  * would pass the stream-name length limit (two 63-character labels).
  */
 export function deadLetterStream(ref: ProductRef): string {

@@ -236,6 +236,7 @@ export class PipelineRunner {
       product: {
         namespace: product.namespace,
         name: product.name,
+        ...(product.build === undefined ? {} : { build: product.build }),
         ...(product.uid === undefined ? {} : { uid: product.uid }),
         ...(product.generation === undefined ? {} : { generation: product.generation }),
         spec: product.spec,
@@ -308,6 +309,7 @@ export class PipelineRunner {
         data: {
           namespace: run.product.namespace,
           name: run.product.name,
+          ...(run.product.build === undefined ? {} : { build: run.product.build }),
           runId: run.runId,
           launch,
           index: chunk.index,
@@ -325,6 +327,7 @@ export class PipelineRunner {
     const data: TailJobData = {
       namespace: run.product.namespace,
       name: run.product.name,
+      ...(run.product.build === undefined ? {} : { build: run.product.build }),
       runId: run.runId,
       launch,
     };

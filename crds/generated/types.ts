@@ -198,6 +198,10 @@ export interface DataProductStatus {
      */
     total?: number;
     /**
+     * Share of the seed replayed, in whole percent (100 only once seeded).
+     */
+    percent?: number;
+    /**
      * Current replay rate.
      */
     eventsPerSecond?: number;
@@ -231,6 +235,45 @@ export interface DataProductStatus {
    * The last offset whose effect is durably in the target.
    */
   checkpoint?: string;
+  /**
+   * The builds of the store: the one readers use and, after a spec change, the next one being seeded beside it (blue/green); readers switch to it atomically once it is seeded.
+   */
+  builds?: {
+    /**
+     * The build readers use.
+     */
+    active?: {
+      /**
+       * Its number.
+       */
+      build?: number;
+      /**
+       * The metadata.generation of the spec it was seeded from.
+       */
+      generation?: number;
+    };
+    /**
+     * The build being seeded for the current spec, while readers still use the active one.
+     */
+    next?: {
+      /**
+       * Its number.
+       */
+      build?: number;
+      /**
+       * The metadata.generation of its spec.
+       */
+      generation?: number;
+      /**
+       * Events of its seed replayed so far.
+       */
+      processed?: number;
+      /**
+       * Events its seed replays in all.
+       */
+      total?: number;
+    };
+  };
   /**
    * Where the product’s connection details are delivered.
    */

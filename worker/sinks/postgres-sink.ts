@@ -21,7 +21,7 @@
  * FROM STDIN` (text format, see `copy-encoder.ts`) into a temporary staging table and merged
  * from there in one set-based statement, all in one transaction. The checkpoint is upserted by
  * the same statement as the rows (a data-modifying CTE), so it commits with them or not at all.
- * Checkpoints are kept in `<schema>._offtake_checkpoints`, keyed by table and name.
+ * Checkpoints are kept in `<schema>._offtake_checkpoints`, keyed by storage table and name.
  */
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
@@ -53,6 +53,14 @@ export interface PostgresSinkOptions {
   columns: Record<string, PostgresColumnType>;
   /** Table holding checkpoints, in the same schema (default `_offtake_checkpoints`). */
   checkpointTable?: string;
+  /** The storage table behind the view (default {@link storageTableName} of `table`). */
+  storageTable?: string;
+  /**
+   * Whether `prepare` creates the view and `drop` drops it (default true). False when someone
+   * else decides which storage table readers see (the operator, switching builds with
+   * {@link PostgresSink.publishView}).
+   */
+  ownsView?: boolean;
   /** Batches of at least this many records (after keeping the newest per key) go through a staging table (default 500). */
   bulkThreshold?: number;
 }
@@ -80,13 +88,15 @@ function shortHash(text: string, length: number): string {
 }
 
 /**
- * The name of the storage table behind a product table: `_offtake_<table>`, or for long table
- * names a truncation with a hash of the full name, so it always fits 63 characters.
+ * The name of the storage table behind a product table: `_offtake_<table>`, or of one build of
+ * it, `_offtake_b<build>_<table>` (table names start with a letter, so the build number cannot
+ * run into them); for long names a truncation with a hash of the full name, so it always fits
+ * 63 characters.
  */
-export function storageTableName(table: string): string {
-  const name = `${INTERNAL_TABLE_PREFIX}_${table}`;
+export function storageTableName(table: string, build?: number): string {
+  const name = `${INTERNAL_TABLE_PREFIX}_${build === undefined ? '' : `b${build}_`}${table}`;
   if (name.length <= MAX_IDENTIFIER) return name;
-  const hash = shortHash(table, 8);
+  const hash = shortHash(name, 8);
   return `${name.slice(0, MAX_IDENTIFIER - hash.length - 1)}_${hash}`;
 }
 
@@ -108,6 +118,7 @@ export class PostgresSink implements Sink {
   readonly checkpointTable: string;
   readonly columns: Readonly<Record<string, PostgresColumnType>>;
   readonly bulkThreshold: number;
+  readonly ownsView: boolean;
   private readonly pool: pg.Pool;
   private readonly columnNames: string[];
   private readonly columnTypes: PostgresColumnType[];
@@ -137,7 +148,14 @@ export class PostgresSink implements Sink {
       opts.checkpointTable ?? DEFAULT_CHECKPOINT_TABLE,
       'checkpoint table',
     );
-    this.storageTable = storageTableName(this.table);
+    this.storageTable =
+      opts.storageTable === undefined
+        ? storageTableName(this.table)
+        : checkIdentifier(opts.storageTable, 'storage table');
+    if (!this.storageTable.startsWith(INTERNAL_TABLE_PREFIX)) {
+      throw new Error(`A storage table name starts with "${INTERNAL_TABLE_PREFIX}".`);
+    }
+    this.ownsView = opts.ownsView ?? true;
     this.bulkThreshold = opts.bulkThreshold ?? 500;
     if (!Number.isInteger(this.bulkThreshold) || this.bulkThreshold < 1) {
       throw new Error('bulkThreshold must be a positive integer.');
@@ -168,7 +186,7 @@ export class PostgresSink implements Sink {
     this.qualifiedView = `${s}.${quoteIdent(this.table)}`;
     this.qualifiedCheckpoints = `${s}.${quoteIdent(this.checkpointTable)}`;
     // Temporary tables are per session; the hash keeps sinks (and changed definitions) apart.
-    this.stagingTable = `_offtake_stage_${shortHash(`${this.schema}.${this.table}:${JSON.stringify(columns)}`, 16)}`;
+    this.stagingTable = `_offtake_stage_${shortHash(`${this.schema}.${this.storageTable}:${JSON.stringify(columns)}`, 16)}`;
     this.sql = this.buildSql();
   }
 
@@ -275,12 +293,6 @@ export class PostgresSink implements Sink {
       `${quoteIdent(DELETED)} boolean NOT NULL`,
     ];
     const declared = this.columnNames.map((c, i) => `${quoteIdent(c)} ${this.columnTypes[i]}`);
-    const viewColumns = [
-      quoteIdent(KEY_COLUMN),
-      ...this.columnNames.map(quoteIdent),
-      `${quoteIdent(OFFSET_MS)}::text || '-' || ${quoteIdent(OFFSET_SEQ)}::text AS ${quoteIdent(OFFSET_COLUMN)}`,
-      quoteIdent(STREAM),
-    ];
     await this.inTransaction(async (client) => {
       await this.lockSchema(client);
       const exists = await client.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [this.schema]);
@@ -292,9 +304,40 @@ export class PostgresSink implements Sink {
       await client.query(
         `CREATE TABLE IF NOT EXISTS ${this.qualifiedCheckpoints} (sink text NOT NULL, name text NOT NULL, position jsonb NOT NULL, updated_at timestamptz NOT NULL, PRIMARY KEY (sink, name))`,
       );
-      await client.query(
-        `CREATE OR REPLACE VIEW ${this.qualifiedView} AS SELECT ${viewColumns.join(', ')} FROM ${this.qualifiedStorage} WHERE NOT ${quoteIdent(DELETED)}`,
-      );
+      if (this.ownsView)
+        await client.query(`CREATE OR REPLACE VIEW ${this.qualifiedView} AS ${this.viewQuery()}`);
+    });
+  }
+
+  /** The reader view's query: the live rows of the storage table, with `_offset` as text. */
+  private viewQuery(): string {
+    const columns = [
+      quoteIdent(KEY_COLUMN),
+      ...this.columnNames.map(quoteIdent),
+      `${quoteIdent(OFFSET_MS)}::text || '-' || ${quoteIdent(OFFSET_SEQ)}::text AS ${quoteIdent(OFFSET_COLUMN)}`,
+      quoteIdent(STREAM),
+    ];
+    return `SELECT ${columns.join(', ')} FROM ${this.qualifiedStorage} WHERE NOT ${quoteIdent(DELETED)}`;
+  }
+
+  /**
+   * Points readers at this sink's storage table, in one transaction: drops the views named in
+   * `replacing` (an earlier build's table names) and the view named `table`, creates it anew over
+   * this storage table (its columns may differ, which `CREATE OR REPLACE` cannot do) and grants
+   * SELECT on it to `grantTo`. A reader's query runs wholly before or wholly after the switch
+   * (DROP VIEW waits for the queries using it), so readers never see a missing or half-built table.
+   */
+  async publishView(options: { grantTo?: string; replacing?: readonly string[] } = {}): Promise<void> {
+    const s = quoteIdent(this.schema);
+    await this.inTransaction(async (client) => {
+      await this.lockSchema(client);
+      for (const view of new Set([...(options.replacing ?? []), this.table])) {
+        await client.query(`DROP VIEW IF EXISTS ${s}.${quoteIdent(checkIdentifier(view, 'table'))}`);
+      }
+      await client.query(`CREATE VIEW ${this.qualifiedView} AS ${this.viewQuery()}`);
+      if (options.grantTo !== undefined) {
+        await client.query(`GRANT SELECT ON ${this.qualifiedView} TO ${quoteIdent(options.grantTo)}`);
+      }
     });
   }
 
@@ -336,7 +379,7 @@ export class PostgresSink implements Sink {
     const checkpointParams =
       checkpoint === undefined
         ? []
-        : [this.table, checkpoint.name, checkpointJson(checkpoint.name, checkpoint.position)];
+        : [this.storageTable, checkpoint.name, checkpointJson(checkpoint.name, checkpoint.position)];
     const n = columns.keys.length;
     if (n === 0) {
       if (checkpoint !== undefined) await this.pool.query(this.sql.checkpoint, checkpointParams);
@@ -378,7 +421,7 @@ export class PostgresSink implements Sink {
     try {
       const { rows } = await this.pool.query<{ position: unknown }>(
         `SELECT position FROM ${this.qualifiedCheckpoints} WHERE sink = $1 AND name = $2`,
-        [this.table, name],
+        [this.storageTable, name],
       );
       return rows.length === 0 ? null : parseCheckpoint(rows[0].position);
     } catch (err) {
@@ -388,20 +431,21 @@ export class PostgresSink implements Sink {
   }
 
   /**
-   * Drops the view, the storage table and this table's checkpoints (and the checkpoint table
-   * once no other table of the schema has any). The schema stays: whoever created it drops it.
+   * Drops the view (when the sink owns it), the storage table and its checkpoints (and the
+   * checkpoint table once no other table of the schema has any). The schema stays: whoever
+   * created it drops it.
    */
   async drop(): Promise<void> {
     await this.inTransaction(async (client) => {
       await this.lockSchema(client);
-      await client.query(`DROP VIEW IF EXISTS ${this.qualifiedView}`);
+      if (this.ownsView) await client.query(`DROP VIEW IF EXISTS ${this.qualifiedView}`);
       await client.query(`DROP TABLE IF EXISTS ${this.qualifiedStorage}`);
       const { rows } = await client.query<{ exists: boolean }>(
         'SELECT to_regclass($1) IS NOT NULL AS exists',
         [this.qualifiedCheckpoints],
       );
       if (!rows[0].exists) return;
-      await client.query(`DELETE FROM ${this.qualifiedCheckpoints} WHERE sink = $1`, [this.table]);
+      await client.query(`DELETE FROM ${this.qualifiedCheckpoints} WHERE sink = $1`, [this.storageTable]);
       const left = await client.query(`SELECT 1 FROM ${this.qualifiedCheckpoints} LIMIT 1`);
       if (left.rowCount === 0) await client.query(`DROP TABLE ${this.qualifiedCheckpoints}`);
     });
