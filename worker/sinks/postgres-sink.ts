@@ -122,6 +122,8 @@ export class PostgresSink implements Sink {
   private readonly pool: pg.Pool;
   private readonly columnNames: string[];
   private readonly columnTypes: PostgresColumnType[];
+  /** Every column null: a delete's values. */
+  private readonly nulls: readonly ColumnValue[];
   private readonly qualifiedStorage: string;
   private readonly qualifiedView: string;
   private readonly qualifiedCheckpoints: string;
@@ -180,6 +182,7 @@ export class PostgresSink implements Sink {
     this.columns = Object.freeze(columns);
     this.columnNames = Object.keys(columns);
     this.columnTypes = Object.values(columns);
+    this.nulls = Object.freeze(this.columnNames.map(() => null));
 
     const s = quoteIdent(this.schema);
     this.qualifiedStorage = `${s}.${quoteIdent(this.storageTable)}`;
@@ -231,24 +234,43 @@ export class PostgresSink implements Sink {
    * column type (see `toColumnValue`).
    */
   validateRecord(record: SinkRecord): string | undefined {
+    const converted = this.convert(record);
+    return typeof converted === 'string' ? converted : undefined;
+  }
+
+  /**
+   * A record's values in column order (null for a delete), or why it cannot be written. Each
+   * record is checked and converted once: the conversion is most of the sink's CPU per record.
+   */
+  private convert(record: SinkRecord): readonly ColumnValue[] | null | string {
     const why = checkRecord(record, { allowNul: false });
-    if (why !== undefined || record.op === 'delete' || record.fields === undefined) return why;
-    for (const [name, value] of Object.entries(record.fields)) {
-      const type = Object.hasOwn(this.columns, name) ? this.columns[name] : undefined;
-      if (type === undefined)
+    if (why !== undefined) return why;
+    const fields = record.fields;
+    if (record.op === 'delete' || fields === undefined) return record.op === 'delete' ? null : this.nulls;
+    for (const name in fields) {
+      if (Object.hasOwn(fields, name) && !Object.hasOwn(this.columns, name))
         return `the field ${JSON.stringify(name.slice(0, 64))} has no column in the table`;
-      const converted = toColumnValue(type, value);
-      if (isMismatch(converted)) return `the value of field ${JSON.stringify(name)} ${converted.mismatch}`;
     }
-    return undefined;
+    const values: ColumnValue[] = new Array<ColumnValue>(this.columnNames.length);
+    for (let c = 0; c < this.columnNames.length; c++) {
+      const name = this.columnNames[c];
+      const converted = toColumnValue(this.columnTypes[c], fields[name]);
+      if (isMismatch(converted)) return `the value of field ${JSON.stringify(name)} ${converted.mismatch}`;
+      values[c] = converted;
+    }
+    return values;
   }
 
   /** Checks every record and converts the newest per key into column arrays; throws {@link SinkRecordError}. */
   private toColumns(records: readonly SinkRecord[]): ColumnArrays {
     const newest = new Map<string, number>();
+    const converted: (readonly ColumnValue[] | null)[] = new Array<readonly ColumnValue[] | null>(
+      records.length,
+    );
     for (let i = 0; i < records.length; i++) {
-      const why = this.validateRecord(records[i]);
-      if (why !== undefined) throw new SinkRecordError(i, why);
+      const values = this.convert(records[i]);
+      if (typeof values === 'string') throw new SinkRecordError(i, values);
+      converted[i] = values;
       const seen = newest.get(records[i].key);
       if (seen === undefined || compareRecords(records[seen], records[i]) < 0) newest.set(records[i].key, i);
     }
@@ -262,19 +284,14 @@ export class PostgresSink implements Sink {
     };
     for (const i of newest.values()) {
       const record = records[i];
-      const deleted = record.op === 'delete';
-      const fields = deleted ? undefined : record.fields;
+      const values = converted[i] ?? this.nulls;
       out.keys.push(record.key);
-      for (let c = 0; c < this.columnNames.length; c++) {
-        const value =
-          fields === undefined ? null : toColumnValue(this.columnTypes[c], fields[this.columnNames[c]]);
-        out.values[c].push(value as ColumnValue);
-      }
+      for (let c = 0; c < this.columnNames.length; c++) out.values[c].push(values[c]);
       const { ms, seq } = offsetParts(record.offset);
       out.ms.push(ms);
       out.seq.push(seq);
       out.streams.push(record.stream);
-      out.deleted.push(deleted);
+      out.deleted.push(record.op === 'delete');
     }
     return out;
   }

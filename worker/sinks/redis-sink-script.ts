@@ -58,11 +58,13 @@ while a <= argc do
   local ms, seq, st = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local gms, gseq, gst
   local tombstone = false
+  local exists = false
   if hash then
     local v = redis.call('HMGET', KEYS[k], '_offset', '_stream')
     if v[1] then
       gms, gseq = string.match(v[1], '^(%d+)%-(%d+)$')
       gst = v[2] or ''
+      exists = true
     end
   else
     local v = redis.call('GET', KEYS[k])
@@ -76,7 +78,7 @@ while a <= argc do
     end
   end
   if not gms or before(gms, gseq, gst, ms, seq, st) then
-    winners[#winners + 1] = { a, k, tombstone }
+    winners[#winners + 1] = { a, k, tombstone, exists }
   end
   a = a + 5 + tonumber(ARGV[a + 4])
   k = k + 2
@@ -89,7 +91,8 @@ for _, w in ipairs(winners) do
   local st = ARGV[a + 3]
   if ARGV[a] == 'u' then
     if hash then
-      redis.call('DEL', KEYS[k])
+      -- An existing hash loses the fields the new record lacks; a new key needs no DEL.
+      if w[4] then redis.call('DEL', KEYS[k]) end
       redis.call('HSET', KEYS[k], '_offset', offset, '_stream', st, unpack(ARGV, a + 5, a + 4 + tonumber(ARGV[a + 4])))
       if ttl > 0 then redis.call('EXPIRE', KEYS[k], ttl) end
     elseif ttl > 0 then
