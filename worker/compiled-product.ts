@@ -5,7 +5,7 @@
 import type { DataProductSpec } from '../crds/generated/types.ts';
 import type { LogEvent } from '../lib/eventlog/event-log.ts';
 import { OfftakeError } from '../lib/errors.ts';
-import { compileExpression, type CelEvent, type CompiledExpression } from '../lib/validation/cel.ts';
+import { compileExpression, type CelContext, type CompiledExpression } from '../lib/validation/cel.ts';
 import { CelEvaluationError } from '../lib/validation/cel-evaluation-error.ts';
 import { specExpressions } from '../lib/validation/semantic.ts';
 import type { SinkRecord } from './sinks/sink.ts';
@@ -29,7 +29,7 @@ export type ProcessResult =
 interface Compiled {
   pointer: string;
   source: string;
-  evaluate: CompiledExpression['evaluate'];
+  evaluate: CompiledExpression['evaluateIn'];
 }
 
 type Dead = Extract<ProcessResult, { kind: 'dead' }>;
@@ -93,7 +93,7 @@ export class CompiledProduct {
       const compiled: Compiled = {
         pointer: expression.pointer,
         source: expression.source,
-        evaluate: (event) => result.evaluate(event),
+        evaluate: result.evaluateIn,
       };
       if (expression.role === 'filter') filter = compiled;
       else if (expression.role === 'key') key = compiled;
@@ -116,25 +116,22 @@ export class CompiledProduct {
   }
 
   /**
-   * The event as the expressions see it. Each evaluation would parse an RFC 3339 `time` again
-   * (most of the cost of a small expression), so it is parsed here once — or left out when no
-   * expression mentions it.
+   * The event as the expressions see it, built once for all of them (as `celContext` does).
+   * Parsing an RFC 3339 `time` is most of the cost of a small expression, so it is done only
+   * when an expression may read it.
    */
-  private celEvent(event: LogEvent): CelEvent {
-    const view: CelEvent = {
-      id: event.id,
-      source: event.source,
-      type: event.type,
-      offset: event.offset,
-      subject: event.subject,
-      datacontenttype: event.datacontenttype,
-      data: event.data,
-    };
+  private context(event: LogEvent): CelContext {
+    const envelope: Record<string, unknown> = { id: event.id, source: event.source, type: event.type };
+    if (event.subject !== undefined && event.subject !== null) envelope.subject = event.subject;
     if (this.needsTime && typeof event.time === 'string') {
       const time = new Date(event.time);
-      if (!Number.isNaN(time.getTime())) view.time = time;
+      if (!Number.isNaN(time.getTime())) envelope.time = time;
     }
-    return view;
+    envelope.offset = event.offset;
+    if (event.datacontenttype !== undefined && event.datacontenttype !== null)
+      envelope.datacontenttype = event.datacontenttype;
+    if (event.data !== undefined && event.data !== null) envelope.data = event.data;
+    return { event: envelope };
   }
 
   /** Compiles every expression of a spec; throws `invalid-spec` if one does not compile. */
@@ -148,7 +145,7 @@ export class CompiledProduct {
    */
   process(event: LogEvent, stream: string): ProcessResult {
     if (this.types !== null && !this.types.has(event.type)) return SKIP;
-    const cel = this.celEvent(event);
+    const cel = this.context(event);
     let current: Compiled | undefined = this.filter;
     try {
       if (current !== undefined && current.evaluate(cel) !== true) return SKIP;

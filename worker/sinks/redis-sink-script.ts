@@ -4,8 +4,9 @@
  * the script starts instead of failing a write half-way; and every read that could fail (a key
  * of the wrong type) happens in a first pass before the first write, so a batch is all or nothing.
  *
- * KEYS: [1] the checkpoint hash, then per record i (from 1) [2i] its data key and [2i+1] its
- * tombstone key. ARGV: [1] `hash` or `json`, [2] TTL in seconds (`0` = none), [3] checkpoint name
+ * KEYS: [1] the checkpoint hash, [2] the tombstone marker (the bare tombstone prefix: it exists
+ * once the sink wrote any tombstone, so a sink that never deletes skips every tombstone lookup),
+ * then per record i (from 1) [2i+1] its data key and [2i+2] its tombstone key. ARGV: [1] `hash` or `json`, [2] TTL in seconds (`0` = none), [3] checkpoint name
  * (empty = none), [4] checkpoint JSON, then per record: op (`u` / `d`), offset ms, offset seq,
  * stream, n, and n values (hash: field/value pairs; json: the document). Returns how many
  * records won their guard and were written.
@@ -51,8 +52,9 @@ if checkpoint ~= '' then
 end
 
 -- Pass 1: read every guard; nothing is written yet.
+local tombstones = redis.call('EXISTS', KEYS[2]) == 1
 local winners = {}
-local a, k = 5, 2
+local a, k = 5, 3
 local argc = #ARGV
 while a <= argc do
   local ms, seq, st = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
@@ -70,7 +72,7 @@ while a <= argc do
     local v = redis.call('GET', KEYS[k])
     if v then gms, gseq, gst = string.match(v, '^{"_offset":"(%d+)%-(%d+)","_stream":"([^"]*)"') end
   end
-  if not gms then
+  if not gms and tombstones then
     local t = redis.call('GET', KEYS[k + 1])
     if t then
       gms, gseq, gst = string.match(t, '^(%d+)%-(%d+) (.*)$')
@@ -103,6 +105,10 @@ for _, w in ipairs(winners) do
     if w[3] then redis.call('DEL', KEYS[k + 1]) end
   else
     redis.call('DEL', KEYS[k])
+    if not tombstones then
+      redis.call('SET', KEYS[2], '1')
+      tombstones = true
+    end
     if ttl > 0 then
       redis.call('SET', KEYS[k + 1], offset .. ' ' .. st, 'EX', ttl)
     else

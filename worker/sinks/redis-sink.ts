@@ -8,7 +8,7 @@
  * Readers see it too, which tells them how fresh a record is; user field names cannot start with
  * "_", so nothing collides. It expires with the record, so a TTL never leaves guards behind.
  *
- * A delete removes the record and leaves a tombstone: a small string key
+ * A delete removes the record and leaves a tombstone (and marks, once, that the sink has any): a small string key
  * `${tombstonePrefix}${key}` holding `<ms>-<seq> <stream>`, so a delete at offset N still beats
  * an upsert older than N that arrives later. Tombstones live outside the record key space, so
  * readers scanning the product's prefix never see them; a newer upsert removes its key's
@@ -164,7 +164,7 @@ export class RedisSink implements Sink {
     const latest = latestPerKey(records);
     if (latest.length === 0 && checkpoint === undefined) return { written: 0, skipped: records.length };
 
-    const keys: string[] = [this.checkpointKey];
+    const keys: string[] = [this.checkpointKey, this.tombstonePrefix];
     const args: (string | number)[] = [
       this.format,
       this.ttlSeconds ?? 0,
