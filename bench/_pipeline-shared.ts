@@ -20,9 +20,9 @@ export const BENCH_STREAM = 'orders';
 export type BenchTarget = 'redis' | 'postgres' | 'topic';
 
 /** The DESIGN.md example spec: big EU orders keyed by customer. */
-export function benchSpec(type: BenchTarget, table: string): DataProductSpec {
+export function benchSpec(type: BenchTarget, table: string, stream = BENCH_STREAM): DataProductSpec {
   return {
-    source: { streams: [BENCH_STREAM], types: ['OrderPlaced', 'OrderCancelled'], startFrom: 'earliest' },
+    source: { streams: [stream], types: ['OrderPlaced', 'OrderCancelled'], startFrom: 'earliest' },
     filter: "event.data.region == 'EU' && event.data.amount > 100",
     transform: {
       key: 'event.data.customerId',
@@ -42,8 +42,8 @@ export function benchSpec(type: BenchTarget, table: string): DataProductSpec {
 }
 
 /** A benchmark product. */
-export function benchProduct(name: string, type: BenchTarget): PipelineProduct {
-  return { namespace: 'bench', name, spec: benchSpec(type, name.replaceAll('-', '_')) };
+export function benchProduct(name: string, type: BenchTarget, stream = BENCH_STREAM): PipelineProduct {
+  return { namespace: 'bench', name, spec: benchSpec(type, name.replaceAll('-', '_'), stream) };
 }
 
 /** Where the benchmark's targets live. */
