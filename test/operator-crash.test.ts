@@ -1,6 +1,7 @@
 /**
  * The operator killed with SIGKILL at random points — while it provisions and seeds products of
- * every target type, and while it tears them down — and started again each time: the products
+ * every target type, while it re-seeds two of them blue/green after a spec change, and while it
+ * tears them down — and started again each time: the products
  * converge to Ready with the right data, and after deletion nothing they made is left on the
  * servers. The kill delays come from a seeded PRNG (OPERATOR_CRASH_SEED) so a failing run can be
  * repeated.
@@ -139,6 +140,49 @@ describe(`operator killed with SIGKILL (seed ${SEED})`, () => {
       );
     }
 
+    // A spec change re-seeds the redis and postgres products blue/green, with kills in between.
+    const changed = products.filter((p) => p.type !== 'topic');
+    for (const p of changed) {
+      const spec = orderSpec(p.type);
+      spec.filter = "event.data.region == 'US'";
+      const current = await api.request('GET', `/v1/namespaces/${namespace}/dataproducts/${p.ref.name}`);
+      const put = await api.request('PUT', `/v1/namespaces/${namespace}/dataproducts/${p.ref.name}`, {
+        apiVersion: 'offtake.dev/v1alpha1',
+        kind: 'DataProduct',
+        metadata: { ...p.ref, resourceVersion: current.body.metadata.resourceVersion },
+        spec,
+      });
+      assert.equal(put.status, 200);
+    }
+    for (let i = 0; i < 3; i++) {
+      await delay(nextDelay());
+      await kill(child);
+      child = await start();
+    }
+    const us = new Map<string, OrderRow>();
+    for (let i = 1; i < 1600; i += 2) {
+      us.set(`o-${i}`, {
+        customer: `c-${i % 7}`,
+        amount: i * 10,
+        status: i % 5 === 0 ? 'cancelled' : 'open',
+      });
+    }
+    for (const p of changed) {
+      await waitFor(
+        async () => {
+          const s = await api.status(p.ref);
+          return (s?.generation === 2 && isReady(s)) || JSON.stringify(s?.status.conditions);
+        },
+        `${p.ref.name} re-seeded and Ready`,
+        90_000,
+      );
+      await waitFor(
+        async () => same(us, await rows(api, p.ref, p.type, us)),
+        `${p.ref.name} has the new data`,
+      );
+      assert.deepEqual((await api.status(p.ref))!.status.builds?.next, undefined);
+    }
+
     for (const p of products) assert.equal(await api.delete(p.ref), 202);
     for (let i = 0; i < 3; i++) {
       await delay(nextDelay());
@@ -156,6 +200,11 @@ describe(`operator killed with SIGKILL (seed ${SEED})`, () => {
     for (const p of products) {
       const topic = p.type === 'topic' ? `${namespace}.${p.ref.name}` : undefined;
       assert.deepEqual(await leftovers(redis, pool, prefix, p.ref, topic), [], p.ref.name);
+      assert.deepEqual(
+        await leftovers(redis, pool, prefix, { ...p.ref, build: 2 }),
+        [],
+        `${p.ref.name} build 2`,
+      );
     }
   });
 });
