@@ -97,13 +97,6 @@ export function topicStreamName(ref: ProductRef, spec: DataProductSpec): string 
   return checkStreamName(spec.target.topic?.stream ?? `${ref.namespace}.${ref.name}`);
 }
 
-/**
- * The Redis key of an event-log stream under the log's prefix (e.g. `offtake:log`). Mirrors
- * `RedisEventLog`'s private key layout: the ACL of a topic's reader names this key.
- */
-export function eventLogStreamKey(logPrefix: string, stream: string): string {
-  return `${logPrefix}:stream:{${checkStreamName(stream)}}`;
-}
 
 /** A Redis glob that matches exactly the keys starting with `prefix` (or, with `exact`, the key itself). */
 export function redisGlob(prefix: string, exact = false): string {

@@ -22,7 +22,8 @@ import {
   unlinkMatching,
   type RedisEndpoint,
 } from './redis-access.ts';
-import { eventLogStreamKey, productStoreNames, redisGlob, topicStreamName } from './store-names.ts';
+import { redisStreamKey } from '../lib/eventlog/redis-event-log.ts';
+import { productStoreNames, redisGlob, topicStreamName } from './store-names.ts';
 
 /** Options of a {@link TopicProvisioner}. */
 export interface TopicProvisionerOptions {
@@ -82,7 +83,7 @@ export class TopicProvisioner implements Provisioner {
       await this.wrap(() => eventLog.setRetention(stream, null), `creating the stream ${stream}`);
     }
     const { user } = productStoreNames(this.options.sinks.platformPrefix, product).redis;
-    const key = eventLogStreamKey(logPrefix, stream);
+    const key = redisStreamKey(logPrefix, stream);
     await setProductUser(this.options.redis, {
       user,
       password: credential.password,

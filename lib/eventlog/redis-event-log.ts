@@ -102,6 +102,15 @@ interface ResolvedRange {
   empty: boolean;
 }
 
+/**
+ * The Redis key of a stream of the log kept under `prefix` (e.g. `offtake:log`): what a product's
+ * ACL user of a topic target is granted. The hash tag keeps a stream's keys in one slot, should
+ * the log move to Redis Cluster.
+ */
+export function redisStreamKey(prefix: string, stream: string): string {
+  return `${prefix}:stream:{${checkStreamName(stream)}}`;
+}
+
 /** The Redis Streams {@link EventLog}. Create with {@link RedisEventLog.create}, which checks durability. */
 export class RedisEventLog implements EventLog {
   readonly limits: EventLogLimits;
@@ -194,8 +203,7 @@ export class RedisEventLog implements EventLog {
   }
 
   private streamKey(stream: string): string {
-    // The hash tag keeps a stream's keys in one slot, should the log move to Redis Cluster.
-    return `${this.prefix}:stream:{${stream}}`;
+    return redisStreamKey(this.prefix, stream);
   }
 
   private dedupBase(stream: string): string {
