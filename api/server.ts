@@ -3,14 +3,20 @@
  * and the event log into the app, and serves it until SIGINT/SIGTERM.
  */
 import type { Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { Redis } from 'ioredis';
 import type { OfftakeConfig } from '../lib/config.ts';
 import type { Logger } from '../lib/logger.ts';
 import { RedisResourceStore } from '../lib/resource-store/redis-resource-store.ts';
 import { DataProductValidator } from '../lib/validation/validator.ts';
 import { RedisEventLog } from '../lib/eventlog/redis-event-log.ts';
+import type { ResourceStore } from '../lib/resource-store/resource-store.ts';
 import type { Express } from 'express';
+import { ProductRecords } from '../operator/product-records.ts';
+import type { ConnectionReader } from '../operator/product-connection.ts';
 import { createApp, type ExtraRouter } from './app.ts';
+import { admissionRoute } from './routes/admission.ts';
+import { connectionRoute } from './routes/connection.ts';
 import { streamsRouter } from './routes/streams.ts';
 import { streamsOpenApiPaths } from './routes/streams-openapi.ts';
 import { VERSION } from '../lib/version.ts';
@@ -73,10 +79,63 @@ export function streamsRoute(eventLog: RedisEventLog, config: OfftakeConfig, log
   };
 }
 
-/** Listens on `config.port` (0 picks a free port) and answers the port actually bound. */
-export async function listen(app: Express, config: OfftakeConfig): Promise<{ server: Server; port: number }> {
+/** What the platform's HTTP API serves from: `offtake api` and `offtake up` pass the same parts. */
+export interface PlatformApiParts {
+  /** The platform's Redis, also asked for `/readyz`. */
+  redis: Redis;
+  store: ResourceStore;
+  eventLog: RedisEventLog;
+  /** Where the connection details of products are read (the operator's records). */
+  connections: ConnectionReader;
+  /** Whether specs may ask for `placement: dedicated` (Kubernetes mode); default false. */
+  allowDedicated?: boolean;
+}
+
+/**
+ * The platform's HTTP API, built without listening: DataProducts (with watch), their connection
+ * details, the event log, OpenAPI and health. One code path for `offtake api` and `offtake up`.
+ */
+export function createPlatformApp(config: OfftakeConfig, logger: Logger, parts: PlatformApiParts): Express {
+  const { redis, store, eventLog, connections } = parts;
+  // One validator for the HTTP API and the admission webhook: the kubectl path gets the same answers.
+  const validator = new DataProductValidator({ allowDedicated: parts.allowDedicated ?? false });
+  return createApp({
+    store,
+    validator,
+    logger,
+    maxBodyBytes: config.maxBodyBytes,
+    version: VERSION,
+    ready: async () => (await redis.ping()) === 'PONG',
+    extraRouters: [
+      streamsRoute(eventLog, config, logger),
+      connectionRoute({ store, connections }),
+      admissionRoute({ validator }),
+    ],
+  });
+}
+
+/** A certificate and key (PEM) to serve HTTPS with, e.g. for kube-apiserver calling the admission webhook. */
+export interface TlsOptions {
+  cert: string | Buffer;
+  key: string | Buffer;
+}
+
+/**
+ * Listens on `config.port` (0 picks a free port) and answers the port actually bound; over
+ * HTTPS when `tls` is given (kube-apiserver calls admission webhooks only over HTTPS).
+ */
+export async function listen(
+  app: Express,
+  config: OfftakeConfig,
+  tls?: TlsOptions,
+): Promise<{ server: Server; port: number }> {
   const server = await new Promise<Server>((resolve, reject) => {
-    const s = app.listen(config.port, config.host, () => resolve(s));
+    const s: Server =
+      tls === undefined
+        ? app.listen(config.port, config.host, () => resolve(s))
+        : createHttpsServer({ cert: tls.cert, key: tls.key }, app).listen(config.port, config.host, () =>
+            resolve(s),
+          );
     s.once('error', reject);
   });
   const address = server.address();
@@ -87,17 +146,9 @@ export async function listen(app: Express, config: OfftakeConfig): Promise<{ ser
 export async function startApiServer(config: OfftakeConfig, logger: Logger): Promise<RunningServer> {
   const redis = await connectRedis(config.redisUrl, logger);
   const store = new RedisResourceStore(redis, { prefix: `${config.redisPrefix}:resources` });
-  const validator = new DataProductValidator({ allowDedicated: false });
   const eventLog = await createEventLog(redis, config);
-  const app = createApp({
-    store,
-    validator,
-    logger,
-    maxBodyBytes: config.maxBodyBytes,
-    version: VERSION,
-    ready: async () => (await redis.ping()) === 'PONG',
-    extraRouters: [streamsRoute(eventLog, config, logger)],
-  });
+  const connections = ProductRecords.forPlatform(redis, config.redisPrefix);
+  const app = createPlatformApp(config, logger, { redis, store, eventLog, connections });
   const { server, port } = await listen(app, config);
   logger.info({ port, redis: redactUrl(config.redisUrl) }, 'offtake api listening');
   return {

@@ -2,11 +2,13 @@
  * The `offtake` command: the one file that reads the environment and wires the parts together.
  */
 import { Command, InvalidArgumentError } from 'commander';
+import { KubeConfig } from '@kubernetes/client-node';
 import { loadConfig } from '../lib/config.ts';
 import { createLogger, type Logger } from '../lib/logger.ts';
 import { VERSION } from '../lib/version.ts';
 import { startApiServer } from '../api/server.ts';
 import { startEmbedded, startWorkerProcess } from '../operator/embedded.ts';
+import { startKubernetesOperator } from '../operator/kubernetes.ts';
 import { registerClientCommands } from './client-commands.ts';
 
 function port(value: string): number {
@@ -91,6 +93,25 @@ program
     const config = loadConfig(process.env);
     const logger = createLogger(config.logLevel);
     await startWorkerProcess(config, logger);
+  });
+
+// offtake operator: Kubernetes mode's operator, DataProducts read from and written to the cluster.
+program
+  .command('operator')
+  .description('run the operator in Kubernetes mode (DataProduct custom resources; shared placement)')
+  .option('--kubeconfig <path>', 'kubeconfig file (default: KUBECONFIG, ~/.kube/config, or in-cluster)')
+  .option('--no-workers', 'run no pipeline workers here (leave the jobs to `offtake worker` processes)')
+  .action(async (opts: { kubeconfig?: string; workers: boolean }) => {
+    const config = loadConfig(process.env);
+    const logger = createLogger(config.logLevel);
+    const kubeConfig = new KubeConfig();
+    if (opts.kubeconfig === undefined) kubeConfig.loadFromDefault();
+    else kubeConfig.loadFromFile(opts.kubeconfig);
+    const running = await startKubernetesOperator(config, logger, {
+      kubeConfig,
+      inProcessWorkers: opts.workers,
+    });
+    closeOnSignal(running, logger);
   });
 
 registerClientCommands(program);

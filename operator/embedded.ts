@@ -7,39 +7,18 @@
 import type { Server } from 'node:http';
 import type { Redis } from 'ioredis';
 import pg from 'pg';
-import { connectRedis, createEventLog, listen, redactUrl, streamsRoute } from '../api/server.ts';
-import { createApp } from '../api/app.ts';
-import { connectionOpenApiPaths, connectionRouter } from '../api/routes/connection.ts';
+import { connectRedis, createEventLog, createPlatformApp, listen, redactUrl } from '../api/server.ts';
 import type { OfftakeConfig } from '../lib/config.ts';
 import type { Logger } from '../lib/logger.ts';
 import { RedisResourceStore } from '../lib/resource-store/redis-resource-store.ts';
-import { DataProductValidator } from '../lib/validation/validator.ts';
-import { VERSION } from '../lib/version.ts';
-import { PipelineRunner, type PipelineRunnerOptions } from '../worker/pipeline-runner.ts';
-import { PipelineWorker, type PipelineWorkerOptions } from '../worker/pipeline-worker.ts';
 import { redisConnector } from '../worker/redis-connector.ts';
 import { runWorkerProcess, type RunningWorker } from '../worker/worker-process.ts';
-import { DataProductController, type DataProductControllerOptions } from './controller.ts';
-import { PostgresProvisioner } from './postgres-provisioner.ts';
+import type { DataProductController } from './controller.ts';
+import { startOperatorParts, workerSettings, type OperatorTuning } from './operator-parts.ts';
 import { productSinkFactory, type ProductSinkDeps } from './product-sinks.ts';
-import { ProductRecords } from './product-records.ts';
-import type { Provisioner } from './provisioner.ts';
-import { DataProductReconciler, type DataProductReconcilerOptions } from './reconciler.ts';
-import { RedisProvisioner } from './redis-provisioner.ts';
-import { TopicProvisioner } from './topic-provisioner.ts';
-import type { TargetType } from './product-records.ts';
 
 /** Tuning of the embedded parts (tests shorten timings); configuration proper comes from {@link OfftakeConfig}. */
-export interface EmbeddedOptions {
-  controller?: Pick<DataProductControllerOptions, 'concurrency' | 'resyncMs' | 'watchRetryMs' | 'backoff'>;
-  reconciler?: Pick<
-    DataProductReconcilerOptions,
-    'progressIntervalMs' | 'statusIntervalMs' | 'verifyIntervalMs' | 'stopTimeoutMs' | 'health'
-  >;
-  runner?: Omit<PipelineRunnerOptions, 'connect' | 'eventLog' | 'logger' | 'prefix'>;
-  worker?: Omit<PipelineWorkerOptions, 'connect' | 'eventLog' | 'logger' | 'prefix' | 'sinkFactory'>;
-  /** Run pipeline workers in this process (default true); false leaves the jobs to `offtake worker` processes. */
-  inProcessWorkers?: boolean;
+export interface EmbeddedOptions extends OperatorTuning {
   /** Milliseconds to wait for a Postgres connection before calling it unreachable (default 5000). */
   postgresConnectTimeoutMs?: number;
 }
@@ -118,70 +97,19 @@ async function startParts(
       : await connectPostgres(config.postgresUrl, logger, options.postgresConnectTimeoutMs);
   if (pool !== undefined) closers.push(() => pool.end());
 
-  const logPrefix = `${prefix}:log`;
   const eventLog = await createEventLog(redis, config);
   closers.push(() => eventLog.close());
   const store = new RedisResourceStore(redis, { prefix: `${prefix}:resources` });
   closers.push(() => store.close());
-
-  const connect = redisConnector(config.redisUrl);
-  const sinks: ProductSinkDeps = { redis, pool, eventLog, platformPrefix: prefix };
-  if (options.inProcessWorkers ?? true) {
-    const worker = new PipelineWorker({
-      ...workerSettings(config),
-      ...options.worker,
-      connect,
-      eventLog,
-      logger,
-      prefix,
-      sinkFactory: productSinkFactory(sinks),
-    });
-    // Logged by the worker; a listener keeps an emitted error from crashing the process.
-    worker.on('error', () => undefined);
-    await worker.start();
-    closers.push(() => worker.close());
-  }
-  const runner = new PipelineRunner({ ...options.runner, connect, eventLog, logger, prefix });
-  closers.push(() => runner.close());
-
-  const records = new ProductRecords(redis, `${prefix}:operator`);
-  const provisioners: Partial<Record<TargetType, Provisioner>> = {
-    redis: new RedisProvisioner({ redis, url: config.redisUrl, sinks }),
-    topic: new TopicProvisioner({ redis, url: config.redisUrl, eventLog, logPrefix, records, sinks }),
-  };
-  if (pool !== undefined && config.postgresUrl !== undefined) {
-    provisioners.postgres = new PostgresProvisioner({ pool, url: config.postgresUrl, sinks });
-  }
-  const reconciler = new DataProductReconciler({
-    ...options.reconciler,
-    store,
-    runner,
-    records,
-    provisioners,
-    platformPrefix: prefix,
+  const { controller, records } = await startOperatorParts(
+    config,
     logger,
-  });
-  const controller = new DataProductController({ ...options.controller, store, reconciler, logger });
-  controller.on('error', () => undefined);
-  await controller.start();
-  closers.push(() => controller.stop());
+    options,
+    { redis, pool, eventLog, store },
+    closers,
+  );
 
-  const app = createApp({
-    store,
-    validator: new DataProductValidator({ allowDedicated: false }),
-    logger,
-    maxBodyBytes: config.maxBodyBytes,
-    version: VERSION,
-    ready: async () => (await redis.ping()) === 'PONG',
-    extraRouters: [
-      streamsRoute(eventLog, config, logger),
-      {
-        path: '/v1',
-        router: connectionRouter({ store, connections: records }),
-        openApiPaths: connectionOpenApiPaths(),
-      },
-    ],
-  });
+  const app = createPlatformApp(config, logger, { redis, store, eventLog, connections: records });
   const { server, port } = await listen(app, config);
   closers.push(async () => {
     await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -197,13 +125,6 @@ async function startParts(
     'offtake up: api, operator and workers running',
   );
   return { server, port, url: `http://${host}:${port}`, controller, close: closeAll };
-}
-
-function workerSettings(
-  config: OfftakeConfig,
-): Pick<PipelineWorkerOptions, 'seedConcurrency' | 'tailConcurrency' | 'seedBatchSize'> {
-  const { seedConcurrency, tailConcurrency, seedBatchSize } = config.worker;
-  return { seedConcurrency, tailConcurrency, seedBatchSize };
 }
 
 /**

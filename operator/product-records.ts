@@ -49,6 +49,14 @@ export class ProductRecords implements ConnectionReader {
     this.prefix = prefix;
   }
 
+  /**
+   * The records of the platform whose Redis keys start with `platformPrefix`: the one place that
+   * says where they live, for the operator that writes them and the API that reads connections.
+   */
+  static forPlatform(redis: Redis, platformPrefix: string): ProductRecords {
+    return new ProductRecords(redis, `${platformPrefix}:operator`);
+  }
+
   private key(ref: ProductRef): string {
     return `${this.prefix}:product:${ref.namespace}/${ref.name}`;
   }

@@ -97,7 +97,6 @@ export function topicStreamName(ref: ProductRef, spec: DataProductSpec): string 
   return checkStreamName(spec.target.topic?.stream ?? `${ref.namespace}.${ref.name}`);
 }
 
-
 /** A Redis glob that matches exactly the keys starting with `prefix` (or, with `exact`, the key itself). */
 export function redisGlob(prefix: string, exact = false): string {
   const escaped = prefix.replace(/[\\*?[\]]/g, (c) => `\\${c}`);

@@ -8,6 +8,7 @@ import { API_VERSION } from '../../crds/dataproduct.schema.ts';
 import { OfftakeError } from '../../lib/errors.ts';
 import type { ResourceStore } from '../../lib/resource-store/resource-store.ts';
 import type { ConnectionReader } from '../../operator/product-connection.ts';
+import type { ExtraRouter } from '../app.ts';
 import { checkPathName, sendObject } from './dataproducts.ts';
 
 /** What {@link connectionRouter} needs. */
@@ -39,6 +40,11 @@ export function connectionRouter(deps: ConnectionRouterDeps): Router {
     });
   });
   return router;
+}
+
+/** The connection subresource as an extra router of the app (at `/v1`), with its OpenAPI path. */
+export function connectionRoute(deps: ConnectionRouterDeps): ExtraRouter {
+  return { path: '/v1', router: connectionRouter(deps), openApiPaths: connectionOpenApiPaths() };
 }
 
 /** The OpenAPI path of the connection subresource. */

@@ -8,7 +8,9 @@ import type {
   ResourceStore,
   StoredDataProduct,
 } from '../../lib/resource-store/resource-store.ts';
+import type { Logger } from '../../lib/logger.ts';
 import { bodyText, specBody, specMediaType, type SpecMediaType } from '../body.ts';
+import { listQuery, listSelected, serveWatch } from './dataproduct-watch.ts';
 
 /** What the DataProduct routes need from the validator: text in, a valid product or a coded error out. */
 export interface SpecValidator {
@@ -20,6 +22,8 @@ export interface DataProductsDeps {
   store: ResourceStore;
   validator: SpecValidator;
   maxBodyBytes: number;
+  /** Where a watch that fails unexpectedly is logged. */
+  logger?: Logger;
 }
 
 const NAME_PATTERN = new RegExp(DNS1123_LABEL);
@@ -130,15 +134,29 @@ export function dataProductsRouter(deps: DataProductsDeps): Router {
     return toInput(product, namespace, name);
   };
 
-  router.get('/dataproducts', async (req, res) => {
-    const result = await deps.store.list({ labelSelector: labelSelector(req) });
+  /** A list, or with `?watch=true` a stream of changes (see dataproduct-watch.ts). */
+  const listOrWatch = async (req: Request, res: Response, namespace: string | undefined) => {
+    const query = listQuery(req);
+    const selection = { namespace, labelSelector: query.labelSelector, fields: query.fields };
+    if (query.watch) {
+      const { resourceVersion, timeoutSeconds } = query;
+      await serveWatch(req, res, deps.store, selection, {
+        resourceVersion,
+        timeoutSeconds,
+        logger: deps.logger,
+      });
+      return;
+    }
+    const result = await listSelected(deps.store, selection);
     sendObject(req, res, 200, listBody(result.items, result.resourceVersion));
+  };
+
+  router.get('/dataproducts', async (req, res) => {
+    await listOrWatch(req, res, undefined);
   });
 
   router.get('/namespaces/:namespace/dataproducts', async (req, res) => {
-    const namespace = checkPathName('namespace', req.params.namespace);
-    const result = await deps.store.list({ namespace, labelSelector: labelSelector(req) });
-    sendObject(req, res, 200, listBody(result.items, result.resourceVersion));
+    await listOrWatch(req, res, checkPathName('namespace', req.params.namespace));
   });
 
   router.post('/namespaces/:namespace/dataproducts', ...body, async (req, res) => {
@@ -230,15 +248,6 @@ function checkVersion(current: StoredDataProduct, resourceVersion: string | unde
       `The object has been modified: you sent resourceVersion ${resourceVersion}, the current one is ${current.metadata.resourceVersion}. Read it again and retry.`,
     );
   }
-}
-
-function labelSelector(req: Request): string | undefined {
-  const value = req.query.labelSelector;
-  if (value === undefined) return undefined;
-  if (typeof value !== 'string') {
-    throw new OfftakeError('invalid-parameter', 'labelSelector must be given once, as a string.');
-  }
-  return value;
 }
 
 function listBody(items: StoredDataProduct[], resourceVersion: string) {
