@@ -1,4 +1,5 @@
-import express, { type Express, type Router } from 'express';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import express, { type Express, type RequestHandler, type Router } from 'express';
 import type { Logger } from '../lib/logger.ts';
 import { OfftakeError } from '../lib/errors.ts';
 import type { ResourceStore } from '../lib/resource-store/resource-store.ts';
@@ -15,6 +16,11 @@ export interface AppDeps {
   version: string;
   /** Answers whether the backing services are reachable, for `/readyz`. */
   ready: () => Promise<boolean>;
+  /**
+   * When set, every `/v1` request must carry `Authorization: Bearer <apiToken>` (health,
+   * OpenAPI and the admission webhook, which kube-apiserver calls, stay open).
+   */
+  apiToken?: string;
   /** More routers (e.g. the event log's `/v1/streams`), with their OpenAPI paths. */
   extraRouters?: ExtraRouter[];
 }
@@ -24,6 +30,31 @@ export interface ExtraRouter {
   path: string;
   router: Router;
   openApiPaths?: Record<string, unknown>;
+}
+
+/** Refuses a request without the bearer token; compares in constant time (digests of equal length). */
+function requireBearer(token: string): RequestHandler {
+  const expected = createHash('sha256').update(token).digest();
+  return (req, res, next) => {
+    const header = req.get('authorization') ?? '';
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    const given = createHash('sha256')
+      .update(match?.[1] ?? '')
+      .digest();
+    if (match !== null && timingSafeEqual(given, expected)) {
+      next();
+      return;
+    }
+    res.set('WWW-Authenticate', 'Bearer realm="offtake"');
+    next(
+      new OfftakeError(
+        'unauthorized',
+        match === null
+          ? 'This API needs a bearer token: send Authorization: Bearer <token> (the CLI reads OFFTAKE_API_TOKEN).'
+          : 'The bearer token is not valid.',
+      ),
+    );
+  };
 }
 
 /** Builds the express app without listening, so tests call it in-process. */
@@ -52,6 +83,7 @@ export function createApp(deps: AppDeps): Express {
     res.type('application/json').send(openApi);
   });
 
+  if (deps.apiToken !== undefined) app.use('/v1', requireBearer(deps.apiToken));
   app.use('/v1', dataProductsRouter(deps));
   for (const extra of deps.extraRouters ?? []) app.use(extra.path, extra.router);
 

@@ -2,6 +2,7 @@
  * The only place that listens: wires configuration, Redis, the resource store, the validator
  * and the event log into the app, and serves it until SIGINT/SIGTERM.
  */
+import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { Redis } from 'ioredis';
@@ -97,6 +98,12 @@ export interface PlatformApiParts {
  */
 export function createPlatformApp(config: OfftakeConfig, logger: Logger, parts: PlatformApiParts): Express {
   const { redis, store, eventLog, connections } = parts;
+  if (config.apiToken === undefined && !isLoopback(config.host)) {
+    logger.warn(
+      { host: config.host },
+      'the API has no token and listens beyond loopback: anyone who reaches it can read product credentials; set OFFTAKE_API_TOKEN',
+    );
+  }
   // One validator for the HTTP API and the admission webhook: the kubectl path gets the same answers.
   const validator = new DataProductValidator({ allowDedicated: parts.allowDedicated ?? false });
   return createApp({
@@ -105,6 +112,7 @@ export function createPlatformApp(config: OfftakeConfig, logger: Logger, parts: 
     logger,
     maxBodyBytes: config.maxBodyBytes,
     version: VERSION,
+    apiToken: config.apiToken,
     ready: async () => (await redis.ping()) === 'PONG',
     extraRouters: [
       streamsRoute(eventLog, config, logger),
@@ -112,6 +120,11 @@ export function createPlatformApp(config: OfftakeConfig, logger: Logger, parts: 
       admissionRoute({ validator }),
     ],
   });
+}
+
+/** Whether a bind address only accepts connections from this machine. */
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
 /** A certificate and key (PEM) to serve HTTPS with, e.g. for kube-apiserver calling the admission webhook. */
@@ -122,13 +135,17 @@ export interface TlsOptions {
 
 /**
  * Listens on `config.port` (0 picks a free port) and answers the port actually bound; over
- * HTTPS when `tls` is given (kube-apiserver calls admission webhooks only over HTTPS).
+ * HTTPS when `tls` is given or configured (`OFFTAKE_TLS_CERT_FILE`/`_KEY_FILE`): kube-apiserver
+ * calls admission webhooks only over HTTPS.
  */
 export async function listen(
   app: Express,
   config: OfftakeConfig,
   tls?: TlsOptions,
 ): Promise<{ server: Server; port: number }> {
+  if (tls === undefined && config.tlsCertFile !== undefined && config.tlsKeyFile !== undefined) {
+    tls = { cert: readFileSync(config.tlsCertFile), key: readFileSync(config.tlsKeyFile) };
+  }
   const server = await new Promise<Server>((resolve, reject) => {
     const s: Server =
       tls === undefined

@@ -18,9 +18,17 @@ export class ApiError extends Error {
 /** Talks to one Offtake API server. */
 export class ApiClient {
   readonly baseUrl: string;
+  private readonly token: string | undefined;
 
-  constructor(baseUrl: string) {
+  /** `token`: the API's bearer token, when it has one. */
+  constructor(baseUrl: string, token?: string) {
     this.baseUrl = baseUrl.replace(/\/+$/, '');
+    this.token = token;
+  }
+
+  /** Headers every request carries. */
+  headers(extra: Record<string, string> = {}): Record<string, string> {
+    return { ...(this.token === undefined ? {} : { authorization: `Bearer ${this.token}` }), ...extra };
   }
 
   private async request<T>(
@@ -32,7 +40,7 @@ export class ApiClient {
     try {
       res = await fetch(this.baseUrl + path, {
         method,
-        headers: { accept: 'application/json', ...(body ? { 'content-type': body.type } : {}) },
+        headers: this.headers({ accept: 'application/json', ...(body ? { 'content-type': body.type } : {}) }),
         body: body?.text,
       });
     } catch (err) {

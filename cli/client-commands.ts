@@ -12,9 +12,12 @@ interface GlobalOpts {
   namespace: string;
 }
 
+/** The API token the commands send (env OFFTAKE_API_TOKEN: never a flag, so it stays out of shell history and `ps`). */
+const API_TOKEN = process.env.OFFTAKE_API_TOKEN || undefined;
+
 function client(cmd: Command): { api: ApiClient; namespace: string } {
   const opts = cmd.optsWithGlobals<GlobalOpts>();
-  return { api: new ApiClient(opts.server), namespace: opts.namespace };
+  return { api: new ApiClient(opts.server, API_TOKEN), namespace: opts.namespace };
 }
 
 /** Prints an API error the way a user wants to read it: what, then where. */

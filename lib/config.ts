@@ -13,6 +13,14 @@ export interface OfftakeConfig {
   readonly port: number;
   /** Address the API server binds to. */
   readonly host: string;
+  /**
+   * The bearer token every `/v1` request must carry (`Authorization: Bearer …`); undefined
+   * leaves the API open, which is only sensible on loopback.
+   */
+  readonly apiToken: string | undefined;
+  /** PEM files of the API's TLS certificate and key: both set, it serves HTTPS (the admission webhook needs it). */
+  readonly tlsCertFile: string | undefined;
+  readonly tlsKeyFile: string | undefined;
   /** Largest request body accepted, in bytes. */
   readonly maxBodyBytes: number;
   /** Key prefix under which Offtake keeps its own state in Redis. */
@@ -62,7 +70,10 @@ export const DEFAULT_CONFIG: OfftakeConfig = Object.freeze({
   redisUrl: 'redis://127.0.0.1:6379',
   postgresUrl: undefined,
   port: 8080,
-  host: '0.0.0.0',
+  host: '127.0.0.1',
+  apiToken: undefined,
+  tlsCertFile: undefined,
+  tlsKeyFile: undefined,
   maxBodyBytes: 1024 * 1024,
   redisPrefix: 'offtake',
   logLevel: 'info',
@@ -95,6 +106,13 @@ function intSetting(name: string, raw: string | undefined, fallback: number): nu
   return value;
 }
 
+function tokenSetting(raw: string | undefined): string | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  // A short token can be guessed; the value itself never appears in the message.
+  if (raw.length < 16) throw new Error('OFFTAKE_API_TOKEN must be at least 16 characters long');
+  return raw;
+}
+
 function positive(name: string, value: number): number {
   if (value === 0) throw new Error(`${name} must be at least 1`);
   return value;
@@ -112,6 +130,9 @@ export function loadConfig(
     postgresUrl: env.OFFTAKE_POSTGRES_URL || DEFAULT_CONFIG.postgresUrl,
     port: intSetting('OFFTAKE_PORT', env.OFFTAKE_PORT, DEFAULT_CONFIG.port),
     host: env.OFFTAKE_HOST || DEFAULT_CONFIG.host,
+    apiToken: tokenSetting(env.OFFTAKE_API_TOKEN),
+    tlsCertFile: env.OFFTAKE_TLS_CERT_FILE || undefined,
+    tlsKeyFile: env.OFFTAKE_TLS_KEY_FILE || undefined,
     maxBodyBytes: intSetting(
       'OFFTAKE_MAX_BODY_BYTES',
       env.OFFTAKE_MAX_BODY_BYTES,
@@ -174,5 +195,9 @@ export function loadConfig(
     }),
   };
   const defined = Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined));
-  return Object.freeze({ ...fromEnv, ...defined });
+  const config: OfftakeConfig = Object.freeze({ ...fromEnv, ...defined });
+  if ((config.tlsCertFile === undefined) !== (config.tlsKeyFile === undefined)) {
+    throw new Error('OFFTAKE_TLS_CERT_FILE and OFFTAKE_TLS_KEY_FILE must be set together');
+  }
+  return config;
 }

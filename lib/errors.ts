@@ -31,6 +31,7 @@ export const ERRORS = {
   'invalid-event': { status: 400, title: 'An event is invalid' },
   'invalid-offset': { status: 400, title: 'An offset does not parse' },
   'invalid-range': { status: 400, title: 'The requested range is empty or reversed' },
+  unauthorized: { status: 401, title: 'Authentication is required' },
   'not-found': { status: 404, title: 'The resource does not exist' },
   'stream-not-found': { status: 404, title: 'The stream does not exist' },
   'method-not-allowed': { status: 405, title: 'The method is not allowed on this resource' },
