@@ -35,6 +35,54 @@ const selectorParam = {
   description: 'Kubernetes label selector.',
 };
 
+const fieldSelectorParam = {
+  name: 'fieldSelector',
+  in: 'query',
+  required: false,
+  schema: { type: 'string' },
+  description:
+    'Kubernetes field selector over metadata.name and metadata.namespace, e.g. metadata.name=eu-big-orders.',
+};
+const watchParams = [
+  {
+    name: 'watch',
+    in: 'query',
+    required: false,
+    schema: { type: 'boolean' },
+    description:
+      'Stream changes instead of answering a list: one JSON object per line (application/x-ndjson), ' +
+      '{"type": "ADDED" | "MODIFIED" | "DELETED", "object": <DataProduct>}. Without resourceVersion the stream ' +
+      'starts with an ADDED line per selected product, then every change after them; a failure once streaming ' +
+      '(resourceVersion too old: watch-expired) is a last {"type": "ERROR", "object": <Problem>} line. ' +
+      'The stream ends when the client disconnects, after timeoutSeconds, or when the server stops: ' +
+      'resume from the last resourceVersion seen, and list again after an ERROR.',
+  },
+  {
+    name: 'resourceVersion',
+    in: 'query',
+    required: false,
+    schema: { type: 'string' },
+    description:
+      'With watch=true: stream the changes after this version (from a list or the last event seen).',
+  },
+  {
+    name: 'timeoutSeconds',
+    in: 'query',
+    required: false,
+    schema: { type: 'integer', minimum: 1, maximum: 86400 },
+    description: 'With watch=true: end the stream after this many seconds.',
+  },
+];
+const listResponses = () => ({
+  '200': {
+    description: 'The list; with watch=true, a stream of watch events, one per line',
+    content: {
+      ...json(ref('DataProductList')),
+      'application/x-ndjson': { schema: ref('DataProductWatchEvent') },
+    },
+  },
+});
+
 /** Returns the OpenAPI document; `extraPaths` lets other routers (the event log) describe themselves. */
 export function openApiDocument(
   version: string,
@@ -57,23 +105,17 @@ export function openApiDocument(
     paths: {
       '/v1/dataproducts': {
         get: {
-          summary: 'List DataProducts in all namespaces',
-          parameters: [selectorParam],
-          responses: {
-            '200': { description: 'The list', content: json(ref('DataProductList')) },
-            '400': errorResponses['400'],
-          },
+          summary: 'List or watch DataProducts in all namespaces',
+          parameters: [selectorParam, fieldSelectorParam, ...watchParams],
+          responses: { ...listResponses(), '400': errorResponses['400'] },
         },
       },
       '/v1/namespaces/{namespace}/dataproducts': {
         parameters: [nsParam],
         get: {
-          summary: 'List DataProducts in a namespace',
-          parameters: [selectorParam],
-          responses: {
-            '200': { description: 'The list', content: json(ref('DataProductList')) },
-            '400': errorResponses['400'],
-          },
+          summary: 'List or watch DataProducts in a namespace',
+          parameters: [selectorParam, fieldSelectorParam, ...watchParams],
+          responses: { ...listResponses(), '400': errorResponses['400'] },
         },
         post: {
           summary: 'Create a DataProduct',
@@ -150,6 +192,19 @@ export function openApiDocument(
             kind: { const: 'DataProductList' },
             metadata: { type: 'object', properties: { resourceVersion: { type: 'string' } } },
             items: { type: 'array', items: ref('DataProduct') },
+          },
+        },
+        DataProductWatchEvent: {
+          type: 'object',
+          description: 'One line of a watch stream.',
+          required: ['type', 'object'],
+          properties: {
+            type: { enum: ['ADDED', 'MODIFIED', 'DELETED', 'ERROR'] },
+            object: {
+              description:
+                'The product as of the change (for DELETED: as last stored); for ERROR, a Problem.',
+              oneOf: [ref('DataProduct'), ref('Problem')],
+            },
           },
         },
         Problem: {

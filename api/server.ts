@@ -159,6 +159,23 @@ export async function listen(
   return { server, port: typeof address === 'object' && address !== null ? address.port : config.port };
 }
 
+/**
+ * Stops listening and waits until every answer is finished. Watches and event-log followers
+ * never finish on their own: `endStreams` closes their sources (the resource store's watches,
+ * the event log's followers), which ends them, before the wait.
+ */
+export async function stopServer(server: Server, endStreams: () => Promise<void>): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  await endStreams();
+  // An ended stream leaves its keep-alive connection idle, which close() alone would wait out.
+  const sweep = setInterval(() => server.closeIdleConnections(), 20);
+  try {
+    await closed;
+  } finally {
+    clearInterval(sweep);
+  }
+}
+
 /** Starts the API on `config.port` (0 picks a free port). */
 export async function startApiServer(config: OfftakeConfig, logger: Logger): Promise<RunningServer> {
   const redis = await connectRedis(config.redisUrl, logger);
@@ -172,10 +189,10 @@ export async function startApiServer(config: OfftakeConfig, logger: Logger): Pro
     server,
     port,
     close: async () => {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeAllConnections();
-      await eventLog.close();
-      await store.close();
+      await stopServer(server, async () => {
+        await store.close();
+        await eventLog.close();
+      });
       redis.disconnect();
     },
   };

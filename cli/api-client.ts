@@ -4,6 +4,30 @@
 import { parse as parseYaml } from 'yaml';
 import type { Problem } from '../lib/errors.ts';
 import type { StoredDataProduct } from '../lib/resource-store/resource-store.ts';
+import type { ProductConnection } from '../operator/product-connection.ts';
+
+/** One line of a watch: a change of a product, or the error that ended the stream. */
+export type WatchLine =
+  { type: 'ADDED' | 'MODIFIED' | 'DELETED'; object: StoredDataProduct } | { type: 'ERROR'; object: Problem };
+
+/** Which products a list or watch takes: a namespace (all when absent), a label selector, one name. */
+export interface ProductSelection {
+  namespace?: string;
+  labelSelector?: string;
+  name?: string;
+}
+
+/** The query string of a selection (without the namespace, which is in the path). */
+function selectionQuery(selection: ProductSelection): URLSearchParams {
+  const query = new URLSearchParams();
+  if (selection.labelSelector) query.set('labelSelector', selection.labelSelector);
+  if (selection.name) query.set('fieldSelector', `metadata.name=${selection.name}`);
+  return query;
+}
+
+function listPath(namespace: string | undefined): string {
+  return namespace ? `/v1/namespaces/${namespace}/dataproducts` : '/v1/dataproducts';
+}
 
 /** A problem+json answer from the API. */
 export class ApiError extends Error {
@@ -31,24 +55,29 @@ export class ApiClient {
     return { ...(this.token === undefined ? {} : { authorization: `Bearer ${this.token}` }), ...extra };
   }
 
-  private async request<T>(
-    method: string,
-    path: string,
-    body?: { text: string; type: string },
-  ): Promise<{ status: number; data: T }> {
-    let res: Response;
+  /** One fetch, with an error that says what to do when the API cannot be reached. */
+  private async send(path: string, init: RequestInit): Promise<Response> {
     try {
-      res = await fetch(this.baseUrl + path, {
-        method,
-        headers: this.headers({ accept: 'application/json', ...(body ? { 'content-type': body.type } : {}) }),
-        body: body?.text,
-      });
+      return await fetch(this.baseUrl + path, init);
     } catch (err) {
+      if (init.signal?.aborted) throw err;
       throw new Error(
         `cannot reach the Offtake API at ${this.baseUrl} (${(err as Error).message}); is \`offtake api\` or \`offtake up\` running?`,
         { cause: err },
       );
     }
+  }
+
+  private async request<T>(
+    method: string,
+    path: string,
+    body?: { text: string; type: string },
+  ): Promise<{ status: number; data: T }> {
+    const res = await this.send(path, {
+      method,
+      headers: this.headers({ accept: 'application/json', ...(body ? { 'content-type': body.type } : {}) }),
+      body: body?.text,
+    });
     const text = await res.text();
     const data = text ? (JSON.parse(text) as unknown) : undefined;
     if (!res.ok) throw new ApiError(data as Problem);
@@ -98,6 +127,62 @@ export class ApiClient {
     const q = labelSelector ? `?labelSelector=${encodeURIComponent(labelSelector)}` : '';
     const path = namespace ? `/v1/namespaces/${namespace}/dataproducts${q}` : `/v1/dataproducts${q}`;
     return (await this.request<{ items: StoredDataProduct[] }>('GET', path)).data.items;
+  }
+
+  /** Lists the selected products with the resourceVersion of the read, to watch from. */
+  async listAt(
+    selection: ProductSelection,
+  ): Promise<{ items: StoredDataProduct[]; resourceVersion: string }> {
+    const query = selectionQuery(selection).toString();
+    const { data } = await this.request<{
+      items: StoredDataProduct[];
+      metadata: { resourceVersion: string };
+    }>('GET', `${listPath(selection.namespace)}${query ? `?${query}` : ''}`);
+    return { items: data.items, resourceVersion: data.metadata.resourceVersion };
+  }
+
+  /**
+   * Streams the changes of the selected products after `resourceVersion`, until the server ends
+   * the stream (after `timeoutSeconds`, or when it stops) or `signal` aborts. `onOpen` runs once
+   * the server has accepted the watch.
+   */
+  async *watch(
+    selection: ProductSelection,
+    opts: { resourceVersion: string; timeoutSeconds?: number; signal?: AbortSignal; onOpen?: () => void },
+  ): AsyncGenerator<WatchLine, void, undefined> {
+    const query = selectionQuery(selection);
+    query.set('watch', 'true');
+    query.set('resourceVersion', opts.resourceVersion);
+    if (opts.timeoutSeconds !== undefined) query.set('timeoutSeconds', String(opts.timeoutSeconds));
+    const res = await this.send(`${listPath(selection.namespace)}?${query.toString()}`, {
+      headers: this.headers({ accept: 'application/x-ndjson' }),
+      signal: opts.signal,
+    });
+    if (!res.ok || res.body === null) {
+      const text = await res.text();
+      throw new ApiError(JSON.parse(text) as Problem);
+    }
+    opts.onOpen?.();
+    let buffered = '';
+    for await (const chunk of res.body.pipeThrough(new TextDecoderStream())) {
+      buffered += chunk;
+      let end: number;
+      while ((end = buffered.indexOf('\n')) !== -1) {
+        const line = buffered.slice(0, end).trim();
+        buffered = buffered.slice(end + 1);
+        if (line !== '') yield JSON.parse(line) as WatchLine;
+      }
+    }
+  }
+
+  /** The connection details of a product's store (with its password). */
+  async connection(namespace: string, name: string): Promise<ProductConnection> {
+    return (
+      await this.request<ProductConnection>(
+        'GET',
+        `/v1/namespaces/${namespace}/dataproducts/${encodeURIComponent(name)}/connection`,
+      )
+    ).data;
   }
 
   /** Appends events (NDJSON or a JSON array) to a stream; answers the offsets and the indexes of retries. */

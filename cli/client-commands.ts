@@ -1,11 +1,14 @@
 /**
  * The user's day-to-day commands, talking to a running Offtake API over HTTP:
- * `apply -f`, `get`, `describe`, `delete`, `publish`.
+ * `apply -f`, `get [-w]`, `describe`, `status [--watch]`, `connection`, `delete [--wait]`, `publish`.
  */
 import { readFile } from 'node:fs/promises';
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
-import { ApiClient, ApiError } from './api-client.ts';
+import type { StoredDataProduct } from '../lib/resource-store/resource-store.ts';
+import { ApiClient, ApiError, type ProductSelection } from './api-client.ts';
+import { followProducts, type ProductChange } from './product-watch.ts';
+import { isReady, progressDetail, progressView, type ProductLabel } from './progress-view.ts';
 
 interface GlobalOpts {
   server: string;
@@ -43,6 +46,56 @@ async function run(action: () => Promise<void>): Promise<void> {
       return;
     }
     throw err;
+  }
+}
+
+function seconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a number of seconds above 0');
+  return n;
+}
+
+/** How a watch ended: the caller's test said done, Ctrl-C, or the timeout. */
+type WatchEnd = 'done' | 'interrupted' | 'timeout';
+
+/**
+ * Follows the selected products, handing each change to `onChange` until it answers true, Ctrl-C
+ * or `timeoutSeconds`. Ctrl-C ends the watch quietly: it is how a user stops `get -w`.
+ */
+async function watchUntil(
+  api: ApiClient,
+  selection: ProductSelection,
+  onChange: (change: ProductChange) => boolean,
+  timeoutSeconds?: number,
+): Promise<WatchEnd> {
+  const stop = new AbortController();
+  let end: WatchEnd = 'done';
+  const interrupt = () => {
+    end = 'interrupted';
+    stop.abort();
+  };
+  process.once('SIGINT', interrupt);
+  process.once('SIGTERM', interrupt);
+  const timer =
+    timeoutSeconds === undefined
+      ? undefined
+      : setTimeout(() => {
+          end = 'timeout';
+          stop.abort();
+        }, timeoutSeconds * 1000);
+  try {
+    for await (const change of followProducts(api, selection, { signal: stop.signal })) {
+      if (onChange(change)) {
+        end = 'done';
+        break;
+      }
+    }
+    return end;
+  } finally {
+    clearTimeout(timer);
+    process.off('SIGINT', interrupt);
+    process.off('SIGTERM', interrupt);
+    stop.abort();
   }
 }
 
@@ -85,14 +138,27 @@ export function registerClientCommands(program: Command): void {
     .option('-A, --all-namespaces', 'list in every namespace')
     .option('-l, --selector <selector>', 'label selector')
     .option('-o, --output <format>', 'table, yaml or json', 'table')
+    .option(
+      '-w, --watch',
+      'after listing, show changes until Ctrl-C: seed progress (a bar per product on a terminal, a line per change otherwise), or with -o json/yaml each change',
+    )
     .action(
       async (
         name: string | undefined,
-        opts: { allNamespaces?: boolean; selector?: string; output: string },
+        opts: { allNamespaces?: boolean; selector?: string; output: string; watch?: boolean },
         cmd: Command,
       ) =>
         run(async () => {
           const { api, namespace } = client(cmd);
+          if (opts.watch) {
+            const selection = {
+              namespace: opts.allNamespaces ? undefined : namespace,
+              labelSelector: opts.selector,
+              name,
+            };
+            await watchProducts(api, selection, opts.output, opts.allNamespaces === true);
+            return;
+          }
           const items = name
             ? [await api.get(namespace, name)]
             : await api.list(opts.allNamespaces ? undefined : namespace, opts.selector);
@@ -105,7 +171,7 @@ export function registerClientCommands(program: Command): void {
 
   program
     .command('describe')
-    .description('show a DataProduct: spec summary, conditions, seed progress')
+    .description('show a DataProduct: spec summary, conditions, seed progress, connection (password hidden)')
     .argument('<name>')
     .action(async (name: string, _opts: unknown, cmd: Command) =>
       run(async () => {
@@ -121,11 +187,70 @@ export function registerClientCommands(program: Command): void {
             source: p.spec.source,
             target: p.spec.target,
             phase: p.status?.phase ?? 'Pending',
+            progress: progressDetail(p),
             conditions: p.status?.conditions ?? [],
             seed: p.status?.seed,
             lag: p.status?.lag,
+            builds: p.status?.builds,
+            connection: await describedConnection(api, namespace, name),
           }),
         );
+      }),
+    );
+
+  program
+    .command('status')
+    .description("show DataProducts' progress; with --watch, follow it live until they are all Ready")
+    .argument('<names...>')
+    .option(
+      '-w, --watch',
+      'follow the progress (a bar per product on a terminal, a line per change otherwise) until Ready',
+    )
+    .option('--timeout <seconds>', 'with --watch: give up (exit 1) after this long', seconds)
+    .action(async (names: string[], opts: { watch?: boolean; timeout?: number }, cmd: Command) =>
+      run(async () => {
+        const { api, namespace } = client(cmd);
+        // Each must exist: an unknown name is an error now, not a wait for ever.
+        const products = await Promise.all(names.map((name) => api.get(namespace, name)));
+        if (!opts.watch) {
+          for (const product of products) {
+            process.stdout.write(`${product.metadata.name} ${progressDetail(product)}\n`);
+            for (const c of product.status?.conditions ?? []) {
+              process.stdout.write(`  ${c.type}=${c.status} ${c.reason ?? ''}: ${c.message ?? ''}\n`);
+            }
+          }
+          return;
+        }
+        await followUntilReady(api, namespace, [...new Set(names)], opts.timeout);
+      }),
+    );
+
+  program
+    .command('connection')
+    .description("print the connection details of a product's store (they include its password)")
+    .argument('<name>')
+    .argument('[field]', 'print only this field, e.g. uri, keyPrefix, schema, table, stream, key')
+    .option('-o, --output <format>', 'yaml or json', 'yaml')
+    .action(async (name: string, field: string | undefined, opts: { output: string }, cmd: Command) =>
+      run(async () => {
+        const { api, namespace } = client(cmd);
+        const connection = (await api.connection(namespace, name)) as unknown as Record<string, unknown>;
+        if (field !== undefined) {
+          const value = connection[field];
+          if (typeof value !== 'string' && typeof value !== 'number') {
+            const fields = Object.keys(connection).filter((k) => typeof connection[k] !== 'object');
+            process.stderr.write(
+              `error: the connection of ${name} has no field ${field}; it has ${fields.join(', ')}\n`,
+            );
+            process.exitCode = 1;
+            return;
+          }
+          process.stdout.write(`${String(value)}\n`);
+        } else if (opts.output === 'json') {
+          process.stdout.write(`${JSON.stringify(connection, null, 2)}\n`);
+        } else {
+          process.stdout.write(toYaml(connection));
+        }
       }),
     );
 
@@ -133,13 +258,37 @@ export function registerClientCommands(program: Command): void {
     .command('delete')
     .description('delete a DataProduct (its store is torn down)')
     .argument('<name>')
-    .action(async (name: string, _opts: unknown, cmd: Command) =>
+    .option('--wait', 'wait until the teardown is done and the product is gone')
+    .option('--timeout <seconds>', 'with --wait: give up (exit 1) after this long', seconds)
+    .action(async (name: string, opts: { wait?: boolean; timeout?: number }, cmd: Command) =>
       run(async () => {
         const { api, namespace } = client(cmd);
         const pending = await api.delete(namespace, name);
         process.stdout.write(
           `dataproduct/${name} ${pending ? 'deletion requested (tearing down)' : 'deleted'}\n`,
         );
+        if (!pending || !opts.wait) return;
+        let last: StoredDataProduct | undefined;
+        const end = await watchUntil(
+          api,
+          { namespace, name },
+          (change) => {
+            if (change.type === 'DELETED') return true;
+            if (change.type === 'SYNCED') return change.objects.length === 0;
+            last = change.object;
+            return false;
+          },
+          opts.timeout,
+        );
+        if (end === 'done') {
+          process.stdout.write(`dataproduct/${name} deleted\n`);
+          return;
+        }
+        process.stderr.write(
+          `error: dataproduct/${name} is not gone${end === 'timeout' ? ` after ${opts.timeout}s` : ''}` +
+            `${last === undefined ? '' : ` (${progressDetail(last)})`}\n`,
+        );
+        process.exitCode = 1;
       }),
     );
 
@@ -181,6 +330,119 @@ export function registerClientCommands(program: Command): void {
         process.stdout.write(`${file}: dataproduct/${doc?.metadata?.name ?? '?'} is valid\n`);
       }),
     );
+}
+
+/** `get -w`: every change until Ctrl-C, as progress (table) or as watch events (json, yaml). */
+async function watchProducts(
+  api: ApiClient,
+  selection: ProductSelection,
+  output: string,
+  allNamespaces: boolean,
+): Promise<void> {
+  if (output === 'json' || output === 'yaml') {
+    await watchUntil(api, selection, (change) => {
+      if (change.type === 'SYNCED') return false;
+      const event = { type: change.type, object: change.object };
+      process.stdout.write(output === 'json' ? `${JSON.stringify(event)}\n` : `---\n${toYaml(event)}`);
+      return false;
+    });
+    return;
+  }
+  const label: ProductLabel = allNamespaces
+    ? (p) => `${p.metadata.namespace}/${p.metadata.name}`
+    : (p) => p.metadata.name;
+  const view = progressView(process.stdout, label);
+  try {
+    await watchUntil(api, selection, (change) => {
+      if (change.type === 'DELETED') view.remove(change.object);
+      else if (change.type !== 'SYNCED') view.show(change.object);
+      return false;
+    });
+  } finally {
+    view.stop();
+  }
+}
+
+/** `status --watch`: the products' progress until each is Ready for its current spec. */
+async function followUntilReady(
+  api: ApiClient,
+  namespace: string,
+  names: string[],
+  timeoutSeconds: number | undefined,
+): Promise<void> {
+  const view = progressView(process.stdout, (p) => p.metadata.name);
+  const latest = new Map<string, StoredDataProduct>();
+  let deleted: string | undefined;
+  let end: WatchEnd;
+  // One product by field selector; several by their namespace, the others' changes skipped here.
+  const selection = names.length === 1 ? { namespace, name: names[0] } : { namespace };
+  try {
+    end = await watchUntil(
+      api,
+      selection,
+      (change) => {
+        if (change.type === 'SYNCED') {
+          const present = new Set(change.objects.map((p) => p.metadata.name));
+          deleted = names.find((name) => !present.has(name));
+          return deleted !== undefined;
+        }
+        const name = change.object.metadata.name;
+        if (!names.includes(name)) return false;
+        if (change.type === 'DELETED') {
+          deleted = name;
+          return true;
+        }
+        latest.set(name, change.object);
+        view.show(change.object);
+        return names.every((n) => {
+          const product = latest.get(n);
+          return product !== undefined && isReady(product);
+        });
+      },
+      timeoutSeconds,
+    );
+  } finally {
+    view.stop();
+  }
+  if (end === 'done' && deleted === undefined) return;
+  if (end === 'interrupted') {
+    process.exitCode = 130;
+    return;
+  }
+  if (deleted !== undefined) {
+    process.stderr.write(`error: dataproduct/${deleted} was deleted\n`);
+  } else {
+    for (const name of names) {
+      const product = latest.get(name);
+      if (product !== undefined && isReady(product)) continue;
+      process.stderr.write(
+        `error: dataproduct/${name} is not Ready after ${timeoutSeconds}s` +
+          `${product === undefined ? '' : ` (${progressDetail(product)})`}\n`,
+      );
+    }
+  }
+  process.exitCode = 1;
+}
+
+/** The connection as `describe` shows it: every part but the password, and how to get that. */
+async function describedConnection(api: ApiClient, namespace: string, name: string): Promise<unknown> {
+  try {
+    // The password is left out, and so is the envelope (apiVersion, kind, metadata) describe shows already.
+    const parts: Record<string, unknown> = { ...(await api.connection(namespace, name)) };
+    for (const key of ['password', 'apiVersion', 'kind', 'metadata']) delete parts[key];
+    const shown = new URL(String(parts.uri));
+    if (shown.password) shown.password = '***';
+    return {
+      ...parts,
+      uri: shown.toString(),
+      password: `(hidden: offtake -n ${namespace} connection ${name} password)`,
+    };
+  } catch (err) {
+    if (err instanceof ApiError && err.problem.code === 'not-found') {
+      return 'not ready yet (its store is provisioned first: see the StoreReady condition)';
+    }
+    throw err;
+  }
 }
 
 function table(items: Awaited<ReturnType<ApiClient['list']>>, withNamespace: boolean): string {

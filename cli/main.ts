@@ -1,6 +1,8 @@
 /**
  * The `offtake` command: the one file that reads the environment and wires the parts together.
  */
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
 import { KubeConfig } from '@kubernetes/client-node';
 import { loadConfig } from '../lib/config.ts';
@@ -101,18 +103,42 @@ program
   .description('run the operator in Kubernetes mode (DataProduct custom resources; shared placement)')
   .option('--kubeconfig <path>', 'kubeconfig file (default: KUBECONFIG, ~/.kube/config, or in-cluster)')
   .option('--no-workers', 'run no pipeline workers here (leave the jobs to `offtake worker` processes)')
-  .action(async (opts: { kubeconfig?: string; workers: boolean }) => {
-    const config = loadConfig(process.env);
-    const logger = createLogger(config.logLevel);
-    const kubeConfig = new KubeConfig();
-    if (opts.kubeconfig === undefined) kubeConfig.loadFromDefault();
-    else kubeConfig.loadFromFile(opts.kubeconfig);
-    const running = await startKubernetesOperator(config, logger, {
-      kubeConfig,
-      inProcessWorkers: opts.workers,
-    });
-    closeOnSignal(running, logger);
-  });
+  .option(
+    '--lease-namespace <namespace>',
+    'namespace of the leader-election Lease (default: POD_NAMESPACE, else offtake-system)',
+  )
+  .option('--lease-name <name>', 'name of the leader-election Lease', 'offtake-operator')
+  .option('--no-leader-election', 'reconcile at once, without a Lease (a single replica only)')
+  .action(
+    async (opts: {
+      kubeconfig?: string;
+      workers: boolean;
+      leaseNamespace?: string;
+      leaseName: string;
+      leaderElection: boolean;
+    }) => {
+      const config = loadConfig(process.env);
+      const logger = createLogger(config.logLevel);
+      const kubeConfig = new KubeConfig();
+      if (opts.kubeconfig === undefined) kubeConfig.loadFromDefault();
+      else kubeConfig.loadFromFile(opts.kubeconfig);
+      // The identity only has to be unique among the replicas: the pod's name (its hostname in
+      // the cluster), made unique across restarts of the same pod.
+      const identity = `${process.env.POD_NAME ?? hostname()}_${randomBytes(4).toString('hex')}`;
+      const running = await startKubernetesOperator(config, logger, {
+        kubeConfig,
+        inProcessWorkers: opts.workers,
+        leaderElection: opts.leaderElection
+          ? {
+              namespace: opts.leaseNamespace ?? process.env.POD_NAMESPACE ?? 'offtake-system',
+              name: opts.leaseName,
+              identity,
+            }
+          : undefined,
+      });
+      closeOnSignal(running, logger);
+    },
+  );
 
 registerClientCommands(program);
 

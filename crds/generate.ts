@@ -1,5 +1,6 @@
 /**
- * Writes the files generated from the schema source: the CRD and the TypeScript types.
+ * Writes the files generated from the schema source: the CRD (and its copy in deploy/, which
+ * kustomize reads: it cannot reach outside its directory) and the TypeScript types.
  * `node crds/generate.ts --check` writes nothing and exits 1 naming each stale file.
  */
 import { readFile, writeFile } from 'node:fs/promises';
@@ -9,6 +10,9 @@ import { renderCrdYaml } from './crd.ts';
 import { renderTypes } from './generate-types.ts';
 
 const CRD_FILE = fileURLToPath(new URL('./offtake.dev_dataproducts.yaml', import.meta.url));
+const DEPLOY_CRD_FILE = fileURLToPath(
+  new URL('../deploy/base/crd/offtake.dev_dataproducts.yaml', import.meta.url),
+);
 const TYPES_FILE = fileURLToPath(new URL('./generated/types.ts', import.meta.url));
 
 // Formatted here so that `prettier --check .` and `--check` agree on the committed text.
@@ -27,8 +31,10 @@ async function readOrEmpty(path: string): Promise<string> {
 
 const check = process.argv.includes('--check');
 const root = fileURLToPath(new URL('..', import.meta.url));
+const crdYaml = await formattedCrdYaml();
 const files: [string, string][] = [
-  [CRD_FILE, await formattedCrdYaml()],
+  [CRD_FILE, crdYaml],
+  [DEPLOY_CRD_FILE, crdYaml],
   [TYPES_FILE, await renderTypes()],
 ];
 for (const [path, text] of files) {

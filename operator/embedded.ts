@@ -7,7 +7,14 @@
 import type { Server } from 'node:http';
 import type { Redis } from 'ioredis';
 import pg from 'pg';
-import { connectRedis, createEventLog, createPlatformApp, listen, redactUrl } from '../api/server.ts';
+import {
+  connectRedis,
+  createEventLog,
+  createPlatformApp,
+  listen,
+  redactUrl,
+  stopServer,
+} from '../api/server.ts';
 import type { OfftakeConfig } from '../lib/config.ts';
 import type { Logger } from '../lib/logger.ts';
 import { RedisResourceStore } from '../lib/resource-store/redis-resource-store.ts';
@@ -111,10 +118,12 @@ async function startParts(
 
   const app = createPlatformApp(config, logger, { redis, store, eventLog, connections: records });
   const { server, port } = await listen(app, config);
-  closers.push(async () => {
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    server.closeAllConnections();
-  });
+  closers.push(() =>
+    stopServer(server, async () => {
+      await store.close();
+      await eventLog.close();
+    }),
+  );
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   logger.info(
     {

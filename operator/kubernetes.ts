@@ -4,6 +4,9 @@
  * the cluster, and provisioning shared-placement stores in the platform's Redis and Postgres from
  * the configuration. The cluster, Redis and Postgres are each checked at start-up; an unreachable
  * one (or a cluster without the DataProduct CRD) stops the start with a message naming it.
+ * With leader election, replicas share a Lease and only its holder runs the controller; the
+ * reconciler's writes also record Events on the product and keep its connection Secret
+ * (`kube/product-side-effects.ts`).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
@@ -18,7 +21,26 @@ import {
 } from '../lib/resource-store/kubernetes-resource-store.ts';
 import type { DataProductController } from './controller.ts';
 import { connectPostgres } from './embedded.ts';
+import { ConnectionSecrets } from './kube/connection-secret.ts';
+import { EventRecorder } from './kube/events.ts';
+import { LeaderElector } from './kube/leader-election.ts';
+import { OwnedObjects } from './kube/owned-objects.ts';
+import { SideEffectsStore } from './kube/product-side-effects.ts';
 import { startOperatorParts, type OperatorTuning } from './operator-parts.ts';
+import { ProductRecords } from './product-records.ts';
+
+/** Where the operator's replicas elect the one that reconciles, and the election's timings. */
+export interface OperatorLeaderElection {
+  /** The Lease's namespace (e.g. the operator's own, from POD_NAMESPACE). */
+  namespace: string;
+  /** The Lease's name (default `offtake-operator`). */
+  name?: string;
+  /** This replica's identity, unique among the replicas (e.g. hostname + random). */
+  identity: string;
+  leaseDurationMs?: number;
+  renewDeadlineMs?: number;
+  retryPeriodMs?: number;
+}
 
 /** What the Kubernetes operator runs against, and its tuning. */
 export interface KubernetesOperatorOptions extends OperatorTuning {
@@ -30,11 +52,19 @@ export interface KubernetesOperatorOptions extends OperatorTuning {
   postgresConnectTimeoutMs?: number;
   /** Milliseconds to wait for an unavailable Kubernetes API at start-up before giving up (default 60000). */
   startTimeoutMs?: number;
+  /**
+   * Run the controller (the reconciles) only while this replica holds the Lease; without it,
+   * the controller runs at once (a single replica).
+   */
+  leaderElection?: OperatorLeaderElection;
 }
 
 /** A running Kubernetes-mode operator. */
 export interface RunningKubernetesOperator {
-  controller: DataProductController;
+  /** The running controller; undefined while this replica does not lead (with leader election). */
+  readonly controller: DataProductController | undefined;
+  /** Whether this replica reconciles now: it leads, or runs without leader election. */
+  isLeader(): boolean;
   /** The resource store over the cluster's DataProducts. */
   store: KubernetesResourceStore;
   /** Stops the operator and the workers (running batches drain) and closes connections. */
@@ -76,23 +106,90 @@ export async function startKubernetesOperator(
     const eventLog = await createEventLog(redis, config);
     closers.push(() => eventLog.close());
 
-    const { controller } = await startOperatorParts(
+    const election = options.leaderElection;
+    // The reconciler's writes go through a store that adds Kubernetes mode's Events on the
+    // product and its connection Secret.
+    const objects = new OwnedObjects(options.kubeConfig);
+    const reconciled = new SideEffectsStore({
+      store,
+      objects,
+      secrets: new ConnectionSecrets(objects),
+      events: new EventRecorder(options.kubeConfig, {
+        instance: election?.identity,
+        onError: (err, event) =>
+          logger.warn({ reason: event.reason, err: (err as Error).message }, 'cannot record an Event'),
+      }),
+      connections: ProductRecords.forPlatform(redis, config.redisPrefix),
+      logger,
+    });
+    const parts = await startOperatorParts(
       config,
       logger,
       options,
-      { redis, pool, eventLog, store },
+      { redis, pool, eventLog, store: reconciled },
       closers,
+      election === undefined,
     );
+    let controller: DataProductController | undefined = election === undefined ? parts.controller : undefined;
+    let elector: LeaderElector | undefined;
+    if (election !== undefined) {
+      // Terms of leadership run one after the other: a term's controller has stopped (its
+      // reconciles finished) before the next starts, and before the Lease is released.
+      let terms: Promise<void> = Promise.resolve();
+      const lease = { namespace: election.namespace, name: election.name ?? 'offtake-operator' };
+      elector = new LeaderElector(options.kubeConfig, {
+        ...election,
+        ...lease,
+        onStartedLeading: (signal) => {
+          terms = terms.then(() => leadTerm(parts.newController(), signal));
+        },
+        onStoppedLeading: () => {
+          terms = terms.then(async () => {
+            const ended = controller;
+            controller = undefined;
+            await ended?.stop();
+            if (ended !== undefined) logger.info({ lease, identity: election.identity }, 'stopped leading');
+          });
+          return terms;
+        },
+        onNewLeader: (identity) => logger.info({ lease, leader: identity }, 'operator leader'),
+        onError: (err) => logger.warn({ lease, err: (err as Error).message }, 'leader election'),
+      });
+      const leadTerm = async (next: DataProductController, signal: AbortSignal): Promise<void> => {
+        while (!signal.aborted) {
+          try {
+            await next.start();
+            controller = next;
+            logger.info({ lease, identity: election.identity }, 'leading: reconciling DataProducts');
+            return;
+          } catch (err) {
+            logger.warn({ err: (err as Error).message }, 'controller start failed; retrying');
+            await sleep(1000, undefined, { signal }).catch(() => undefined);
+          }
+        }
+      };
+      const started = elector;
+      closers.push(() => started.stop());
+      started.start();
+    }
     logger.info(
       {
         cluster: options.kubeConfig.getCurrentCluster()?.server ?? null,
         redis: redactUrl(config.redisUrl),
         postgres: config.postgresUrl === undefined ? null : redactUrl(config.postgresUrl),
         workers: options.inProcessWorkers ?? true,
+        leaderElection: election === undefined ? null : election.identity,
       },
       'offtake operator running (Kubernetes mode)',
     );
-    return { controller, store, close: closeAll };
+    return {
+      get controller() {
+        return controller;
+      },
+      isLeader: () => elector === undefined || elector.isLeader,
+      store,
+      close: closeAll,
+    };
   } catch (err) {
     await closeAll();
     throw err;

@@ -46,8 +46,14 @@ export interface OperatorPartsDeps {
 
 /** The started operator: its controller and the records it keeps (connection details among them). */
 export interface OperatorParts {
+  /** The controller; started unless `startController` was false. */
   controller: DataProductController;
   records: ProductRecords;
+  /**
+   * Makes a fresh, unstarted controller (with its own reconciler) over the same parts: a
+   * controller runs once, so a leader-elected operator makes one per term of leadership.
+   */
+  newController(): DataProductController;
 }
 
 /** The worker settings of the configuration, as {@link PipelineWorker} options. */
@@ -59,8 +65,8 @@ export function workerSettings(
 }
 
 /**
- * Starts the workers (unless `inProcessWorkers` is false), the runner and the controller over
- * `deps.store`. Each started part's stop is pushed to `closers` as soon as it runs, so a caller
+ * Starts the workers (unless `inProcessWorkers` is false), the runner and (unless
+ * `startController` is false) the controller over `deps.store`. Each started part's stop is pushed to `closers` as soon as it runs, so a caller
  * that closes them in reverse order after a failure half way leaves nothing running.
  */
 export async function startOperatorParts(
@@ -69,6 +75,7 @@ export async function startOperatorParts(
   tuning: OperatorTuning,
   deps: OperatorPartsDeps,
   closers: (() => Promise<unknown>)[],
+  startController = true,
 ): Promise<OperatorParts> {
   const { redis, pool, eventLog, store } = deps;
   const prefix = config.redisPrefix;
@@ -107,19 +114,25 @@ export async function startOperatorParts(
   if (pool !== undefined && config.postgresUrl !== undefined) {
     provisioners.postgres = new PostgresProvisioner({ pool, url: config.postgresUrl, sinks });
   }
-  const reconciler = new DataProductReconciler({
-    ...tuning.reconciler,
-    store,
-    runner,
-    records,
-    provisioners,
-    platformPrefix: prefix,
-    logger,
-  });
-  const controller = new DataProductController({ ...tuning.controller, store, reconciler, logger });
-  // Logged by the controller; a listener keeps an emitted error from crashing the process.
-  controller.on('error', () => undefined);
-  await controller.start();
-  closers.push(() => controller.stop());
-  return { controller, records };
+  const newController = (): DataProductController => {
+    const reconciler = new DataProductReconciler({
+      ...tuning.reconciler,
+      store,
+      runner,
+      records,
+      provisioners,
+      platformPrefix: prefix,
+      logger,
+    });
+    const controller = new DataProductController({ ...tuning.controller, store, reconciler, logger });
+    // Logged by the controller; a listener keeps an emitted error from crashing the process.
+    controller.on('error', () => undefined);
+    return controller;
+  };
+  const controller = newController();
+  if (startController) {
+    await controller.start();
+    closers.push(() => controller.stop());
+  }
+  return { controller, records, newController };
 }
