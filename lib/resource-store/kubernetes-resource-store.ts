@@ -14,8 +14,9 @@
  *   with `watch-expired` so the controller lists again;
  * - the API server's errors as the catalogue's codes (see kubernetes-errors.ts).
  */
+import { checkedName, checkedRef } from './checked-names.ts';
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
-import { API_VERSION, DNS1123_LABEL, GROUP, KIND, PLURAL, VERSION } from '../../crds/dataproduct.schema.ts';
+import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from '../../crds/dataproduct.schema.ts';
 import type { DataProductSpec, DataProductStatus } from '../../crds/generated/types.ts';
 import { OfftakeError, isOfftakeError } from '../errors.ts';
 import { kubeError } from './kubernetes-errors.ts';
@@ -74,7 +75,6 @@ interface PatchOperation {
   value?: unknown;
 }
 
-const NAME = new RegExp(DNS1123_LABEL);
 /** Retries of a replace without a client-given resourceVersion that keeps losing races. */
 const MAX_ATTEMPTS = 32;
 
@@ -404,26 +404,6 @@ function unique(finalizers: string[]): string[] {
 
 function subject(namespace: string, name: string): string {
   return `DataProduct ${namespace}/${name}`;
-}
-
-function checkedName(kind: 'namespace' | 'name', value: unknown): string {
-  if (typeof value !== 'string' || value.length > 63 || !NAME.test(value)) {
-    const shown = typeof value === 'string' ? JSON.stringify(value.slice(0, 80)) : String(typeof value);
-    throw new OfftakeError('invalid-name', `The ${kind} is not a DNS-1123 label.`, {
-      errors: [
-        {
-          pointer: `/metadata/${kind}`,
-          kind: 'name',
-          message: `${shown} must be 1-63 lower-case letters, digits or "-", starting and ending with a letter or digit`,
-        },
-      ],
-    });
-  }
-  return value;
-}
-
-function checkedRef(namespace: unknown, name: unknown): { namespace: string; name: string } {
-  return { namespace: checkedName('namespace', namespace), name: checkedName('name', name) };
 }
 
 function conflict(namespace: string, name: string, sent: string, current: string): OfftakeError {

@@ -16,10 +16,11 @@
  * without a client-given resourceVersion retries on a lost race; with one, the race is the
  * client's conflict.
  */
+import { checkedName, checkedRef } from './checked-names.ts';
 import { createHash, randomUUID } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import type { Redis } from 'ioredis';
-import { API_VERSION, DNS1123_LABEL, KIND } from '../../crds/dataproduct.schema.ts';
+import { API_VERSION, KIND } from '../../crds/dataproduct.schema.ts';
 import type { DataProductStatus } from '../../crds/generated/types.ts';
 import { OfftakeError, type FieldError } from '../errors.ts';
 import { isValidLabelKey, isValidLabelValue, parseLabelSelector } from './label-selector.ts';
@@ -119,7 +120,6 @@ interface Committed {
   object: StoredDataProduct;
 }
 
-const NAME = new RegExp(DNS1123_LABEL);
 const RESOURCE_VERSION = /^(0|[1-9][0-9]{0,15})$/;
 /** Retries of a write without a client-given resourceVersion that keeps losing races. */
 const MAX_ATTEMPTS = 32;
@@ -465,26 +465,6 @@ function byNamespaceAndName(a: StoredDataProduct, b: StoredDataProduct): number 
   const bn = b.metadata.namespace;
   if (an !== bn) return an < bn ? -1 : 1;
   return a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0;
-}
-
-function checkedName(kind: 'namespace' | 'name', value: unknown): string {
-  if (typeof value !== 'string' || value.length > 63 || !NAME.test(value)) {
-    const shown = typeof value === 'string' ? JSON.stringify(value.slice(0, 80)) : String(typeof value);
-    throw new OfftakeError('invalid-name', `The ${kind} is not a DNS-1123 label.`, {
-      errors: [
-        {
-          pointer: `/metadata/${kind}`,
-          kind: 'name',
-          message: `${shown} must be 1-63 lower-case letters, digits or "-", starting and ending with a letter or digit`,
-        },
-      ],
-    });
-  }
-  return value;
-}
-
-function checkedRef(namespace: unknown, name: unknown): { namespace: string; name: string } {
-  return { namespace: checkedName('namespace', namespace), name: checkedName('name', name) };
 }
 
 function checkedMap(
