@@ -2,7 +2,8 @@
  * The event log on Redis Streams. One Redis stream per log stream; the stream entry ID is the
  * offset; each entry has one field, named by the event type (filtering needs no parsing), holding its normalised
  * CloudEvents JSON envelope. Appends run as one Lua script per batch (dedup + XADD + retention,
- * atomically); reads are XRANGE pages; followers use XREAD BLOCK on their own connection.
+ * atomically); reads are XRANGE pages; followers read with plain XREADs and, once caught up,
+ * wait on one shared blocking connection (`stream-watcher.ts`).
  */
 import type { Redis } from 'ioredis';
 import { OfftakeError } from '../errors.ts';
@@ -31,6 +32,7 @@ import {
   type StreamInfo,
 } from './event-log.ts';
 import { APPEND, DELETE, RETENTION, luaScript, type LuaScript } from './lua.ts';
+import { StreamWatcher } from './stream-watcher.ts';
 
 /**
  * What "acknowledged" means, checked at start-up (CONFIG GET; the check is not repeated, so a
@@ -67,7 +69,7 @@ export interface RedisEventLogOptions {
    */
   dedupWindowSeconds?: number;
   limits?: Partial<EventLogLimits>;
-  /** How long one XREAD of a follower blocks before it asks again, in ms (default 5000). */
+  /** How long one XREAD of the followers' shared watcher blocks before it asks again, in ms (default 5000). */
   followBlockMs?: number;
   /** Client name of the log's own connections, shown by CLIENT LIST (default `offtake-eventlog`). */
   connectionName?: string;
@@ -127,7 +129,9 @@ export class RedisEventLog implements EventLog {
   private readonly deleteScript: LuaScript;
   /** WAIT blocks its connection, so appends that wait for replicas get their own. */
   private waitConnection: Redis | undefined;
-  private readonly followers = new Set<Redis>();
+  /** Wakes followers that have caught up; one blocking connection for all of them. */
+  private readonly watcher: StreamWatcher;
+  private followers = 0;
   private closed = false;
 
   private constructor(options: RedisEventLogOptions) {
@@ -142,6 +146,16 @@ export class RedisEventLog implements EventLog {
     this.appendScript = luaScript(APPEND);
     this.retentionScript = luaScript(RETENTION);
     this.deleteScript = luaScript(DELETE);
+    this.watcher = new StreamWatcher({
+      connect: () => this.duplicate('watch'),
+      control: this.redis,
+      blockMs: this.followBlockMs,
+    });
+  }
+
+  /** Followers running now, and how many of them wait for new events (for metrics and tests). */
+  get followerCount(): { running: number; waiting: number } {
+    return { running: this.followers, waiting: this.watcher.waiting };
   }
 
   /**
@@ -414,30 +428,22 @@ export class RedisEventLog implements EventLog {
     // A function, because the signal and `closed` change while this generator waits.
     const stopped = (): boolean => signal?.aborted === true || this.closed;
     if (stopped()) return;
-    const connection = this.duplicate(`follow:${stream}`);
-    this.followers.add(connection);
-    const stop = () => connection.disconnect();
-    signal?.addEventListener('abort', stop, { once: true });
+    this.followers++;
     try {
       while (!stopped()) {
+        // A plain read on the shared connection; only the watcher blocks, for every follower at once.
         let reply: [string, Entry[]][] | null;
         try {
-          reply = await connection.xread(
-            'COUNT',
-            batchSize,
-            'BLOCK',
-            this.followBlockMs,
-            'STREAMS',
-            key,
-            after,
-          );
+          reply = await this.redis.xread('COUNT', batchSize, 'STREAMS', key, after);
         } catch (err) {
           if (stopped()) return;
           throw err;
         }
-        if (reply === null || reply.length === 0) continue;
-        const entries = reply[0][1];
-        if (entries.length === 0) continue;
+        const entries = reply?.[0]?.[1] ?? [];
+        if (entries.length === 0) {
+          await this.watcher.wait(key, after, signal);
+          continue;
+        }
         after = entries[entries.length - 1][0];
         const events: LogEvent[] = [];
         for (const [id, fields] of entries) {
@@ -449,9 +455,7 @@ export class RedisEventLog implements EventLog {
         if (events.length > 0) yield events;
       }
     } finally {
-      signal?.removeEventListener('abort', stop);
-      this.followers.delete(connection);
-      connection.disconnect();
+      this.followers--;
     }
   }
 
@@ -515,8 +519,7 @@ export class RedisEventLog implements EventLog {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const connection of this.followers) connection.disconnect();
-    this.followers.clear();
+    this.watcher.close();
     const waitConnection = this.waitConnection;
     this.waitConnection = undefined;
     if (waitConnection !== undefined) await waitConnection.quit().catch(() => waitConnection.disconnect());
