@@ -43,8 +43,6 @@ const config = loadConfig(process.env, {
   redisPrefix: prefix,
   postgresUrl: POSTGRES_URL,
   eventLog: { ...DEFAULT_CONFIG.eventLog, durability: 'none' },
-  // Every Ready product's live tail holds a tail slot of its worker for as long as it lives.
-  worker: { ...loadConfig(process.env).worker, tailConcurrency: Math.max(32, PRODUCTS + 8) },
 });
 const embedded = await startEmbedded(config, createLogger('silent'));
 const api = new ApiClient(embedded.url);

@@ -88,7 +88,7 @@ export const DEFAULT_CONFIG: OfftakeConfig = Object.freeze({
     heartbeatMs: 15000,
     maxFollowers: 1000,
   }),
-  worker: Object.freeze({ seedConcurrency: 2, tailConcurrency: 32, seedBatchSize: 1000 }),
+  worker: Object.freeze({ seedConcurrency: 2, tailConcurrency: 1000, seedBatchSize: 1000 }),
 });
 
 function durabilitySetting(raw: string | undefined): EventLogConfig['durability'] {

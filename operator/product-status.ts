@@ -47,6 +47,7 @@ const PROGRESS_REASONS = new Set([
   'Starting',
   'TearingDown',
   'WaitingForWorker',
+  'NoWorkers',
 ]);
 
 /** Whether a condition reason means "working on it" rather than a failure (Events use it for Normal vs Warning). */
@@ -239,6 +240,17 @@ export function pipelineStatus(
         .set({ type: SEEDED, status: 'False', ...failure })
         .set({ type: READY, status: 'False', ...failure });
     }
+    if (state.waiting !== undefined) {
+      const { reason, message } = state.waiting;
+      return b
+        .set({
+          type: SEEDED,
+          status: 'False',
+          reason,
+          message: `${processed} of ${total} events; ${message}`,
+        })
+        .set({ type: READY, status: 'False', reason, message });
+    }
     const retrying = state.error === undefined ? '' : ` (retrying after: ${state.error})`;
     return b
       .set({
@@ -269,6 +281,10 @@ export function pipelineStatus(
       reason: 'TailFailed',
       message: `The live tail failed: ${state.error ?? 'unknown error'}`,
     });
+  }
+  if (state.waiting !== undefined) {
+    // Nobody tails the log: the store falls behind while this lasts.
+    return b.set({ type: READY, status: 'False', ...state.waiting });
   }
   if (state.error !== undefined) {
     return b.set({
@@ -319,6 +335,7 @@ export function rebuildStatus(
     message: failed
       ? `The spec changed and the new build failed (${next.error ?? 'unknown error'}); readers still use the previous build.`
       : `The spec changed: a new build is seeding (${next.seed.processed} of ${next.seed.total} events); ` +
-        'readers use the previous build, kept current, until it is ready.',
+        'readers use the previous build, kept current, until it is ready.' +
+        (next.waiting === undefined ? '' : ` ${next.waiting.message}`),
   });
 }

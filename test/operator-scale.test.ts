@@ -51,10 +51,8 @@ before(async () => {
       redisPrefix: prefix,
       port: 0,
       host: '127.0.0.1',
+      // The default worker settings: fifty live tails share one worker and its one blocking connection.
       eventLog: { ...DEFAULT_CONFIG.eventLog, durability: 'none' },
-      // Every Ready product's live tail holds one of its worker's tail slots for as long as it
-      // lives (default 32 per worker process): fifty products need that many slots.
-      worker: { ...DEFAULT_CONFIG.worker, tailConcurrency: PRODUCTS + 14 },
     },
   );
   embedded = await startEmbedded(config, createLogger('silent'), {

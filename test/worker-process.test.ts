@@ -19,6 +19,7 @@ import { CLI } from './helpers/process.ts';
 import { dropPrefix, testRedis, TEST_REDIS_URL, uniquePrefix } from './helpers/redis.ts';
 import {
   ApiClient,
+  condition,
   expectedOrders,
   isReady,
   leftovers,
@@ -36,7 +37,11 @@ let embedded: RunningEmbedded;
 let api: ApiClient;
 const workers: { child: ChildProcess; stderr: () => string }[] = [];
 
-function startWorker(): { child: ChildProcess; stderr: () => string; running: Promise<void> } {
+function startWorker(env: Record<string, string> = {}): {
+  child: ChildProcess;
+  stderr: () => string;
+  running: Promise<void>;
+} {
   const child = spawn(process.execPath, [CLI, 'worker'], {
     env: {
       ...process.env,
@@ -47,6 +52,7 @@ function startWorker(): { child: ChildProcess; stderr: () => string; running: Pr
       OFFTAKE_EVENTLOG_DURABILITY: 'none',
       OFFTAKE_WORKER_SEED_BATCH_SIZE: '50',
       OFFTAKE_LOG_LEVEL: 'info',
+      ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -86,7 +92,7 @@ before(async () => {
     inProcessWorkers: false,
     controller: { backoff: { baseDelayMs: 100, maxDelayMs: 2000 } },
     reconciler: { statusIntervalMs: 300, progressIntervalMs: 300 },
-    runner: { chunkEvents: 200 },
+    runner: { chunkEvents: 200, waitingGraceMs: 300 },
   });
   api = new ApiClient(embedded.url);
 });
@@ -106,10 +112,16 @@ describe('offtake worker', () => {
     await api.create(ref, orderSpec('redis'));
     // Without a worker nothing seeds: the product waits, visibly, for one.
     await waitFor(
-      async () => (await api.status(ref))?.status.phase === 'Seeding',
-      'the product to wait in Seeding',
+      async () => condition((await api.status(ref))?.status, 'Ready')?.reason === 'NoWorkers',
+      'the product to say it has no worker',
     );
-    assert.equal(isReady(await api.status(ref)), false);
+    const waiting = (await api.status(ref))!.status;
+    assert.equal(waiting.phase, 'Seeding');
+    assert.equal(condition(waiting, 'Seeded')?.reason, 'NoWorkers');
+    assert.match(
+      condition(waiting, 'Ready')?.message ?? '',
+      /No pipeline worker is running: start `offtake worker`/,
+    );
 
     const [first, second] = [startWorker(), startWorker()];
     await waitFor(async () => isReady(await api.status(ref)), 'Ready through the worker processes', 60_000);
@@ -148,10 +160,57 @@ describe('offtake worker', () => {
       const [code] = (await once(worker.child, 'exit')) as [number | null];
       assert.equal(code, 0, `worker drained and exited 0: ${worker.stderr()}`);
     }
+    // Nobody tails the log any more: Ready says so instead of claiming the store is current.
+    await waitFor(
+      async () => condition((await api.status(ref))?.status, 'Ready')?.reason === 'NoWorkers',
+      'Ready to say no worker tails the product',
+    );
 
     assert.equal(await api.delete(ref), 202, 'deletion waits for the teardown');
     // Teardown needs no worker: it stops the pipeline through the queues and drops the store.
     await waitFor(async () => (await api.status(ref)) === null, 'the product to be gone');
     assert.deepEqual(await leftovers(redis, pool, prefix, ref), []);
+  });
+  it("says so when every worker's tail slots are taken, and moves on once a worker has room", async () => {
+    const namespace = `ws-${randomBytes(3).toString('hex')}`;
+    const refs = [
+      { namespace, name: 'orders-a' },
+      { namespace, name: 'orders-b' },
+    ];
+    await api.publish('orders', orderEvents(2000, 2100, 'slots'));
+    const small = startWorker({ OFFTAKE_WORKER_TAIL_CONCURRENCY: '1' });
+    await small.running;
+    for (const ref of refs) await api.create(ref, orderSpec('redis'));
+    // One tail slot: one product goes Ready, the other is seeded but waits for a slot, and says so.
+    let ready: (typeof refs)[number] | undefined;
+    let stuck: (typeof refs)[number] | undefined;
+    await waitFor(async () => {
+      const states = await Promise.all(refs.map(async (ref) => (await api.status(ref))?.status));
+      const readyAt = states.findIndex((s) => condition(s, 'Ready')?.reason === 'Current');
+      const stuckAt = states.findIndex((s) => condition(s, 'Ready')?.reason === 'WaitingForWorker');
+      if (readyAt < 0 || stuckAt < 0) return false;
+      [ready, stuck] = [refs[readyAt], refs[stuckAt]];
+      return true;
+    }, 'one product Ready and one waiting for a tail slot');
+    assert.ok(ready !== undefined && stuck !== undefined);
+    const stuckStatus = (await api.status(stuck))!.status;
+    assert.equal(condition(stuckStatus, 'Seeded')?.reason, 'WaitingForWorker');
+    assert.match(condition(stuckStatus, 'Ready')?.message ?? '', /OFFTAKE_WORKER_TAIL_CONCURRENCY/);
+
+    const another = startWorker({ OFFTAKE_WORKER_TAIL_CONCURRENCY: '1' });
+    await another.running;
+    await waitFor(
+      async () => isReady(await api.status(stuck!)),
+      'the waiting product Ready on the new worker',
+      30_000,
+    );
+    for (const ref of refs) assert.equal(await api.delete(ref), 202);
+    for (const ref of refs)
+      await waitFor(async () => (await api.status(ref)) === null, 'the product to be gone');
+    for (const worker of [small, another]) {
+      worker.child.kill('SIGTERM');
+      const [code] = (await once(worker.child, 'exit')) as [number | null];
+      assert.equal(code, 0, `worker drained and exited 0: ${worker.stderr()}`);
+    }
   });
 });

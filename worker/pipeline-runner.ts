@@ -66,6 +66,8 @@ export interface PipelineRunnerOptions {
   stopTimeoutMs?: number;
   /** Exact lag counts up to this many events; beyond, an estimate from offset times (default 10,000). */
   lagCountLimit?: number;
+  /** A pipeline is reported as waiting for a worker once it has waited this long, in ms (default 3000). */
+  waitingGraceMs?: number;
 }
 
 /** The phases a pipeline reports. */
@@ -105,6 +107,15 @@ export interface PipelineState {
   deadLetterStream: string;
   /** Why the pipeline failed, or the error it is retrying after. */
   error?: string;
+  /** Set when the pipeline cannot move because no worker runs it (for longer than a moment). */
+  waiting?: PipelineWaiting;
+}
+
+/** Why a pipeline waits for a worker, for the product's status. */
+export interface PipelineWaiting {
+  /** `NoWorkers`: no pipeline worker is connected; `WaitingForWorker`: every worker's tail slots are taken. */
+  reason: 'NoWorkers' | 'WaitingForWorker';
+  message: string;
 }
 
 /**
@@ -139,6 +150,9 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** How long a count of live workers is reused, in ms. */
+const WORKER_COUNT_TTL_MS = 2000;
+
 /** Starts, reports, stops and deletes product pipelines. */
 export class PipelineRunner {
   private readonly options: Required<PipelineRunnerOptions>;
@@ -147,6 +161,10 @@ export class PipelineRunner {
   private readonly connections: Redis[] = [];
   private flowProducer: FlowProducer | undefined;
   private tailQueue: Queue | undefined;
+  /** Live workers, counted from CLIENT LIST at most every {@link WORKER_COUNT_TTL_MS}; null when not allowed. */
+  private workerCount: { value: number | null; at: number } | undefined;
+  /** Since when each product's pipeline has been seen waiting, and for what. */
+  private readonly waitingSince = new Map<string, { reason: PipelineWaiting['reason']; since: number }>();
 
   constructor(options: PipelineRunnerOptions) {
     this.options = {
@@ -157,6 +175,7 @@ export class PipelineRunner {
       seedOrder: 'fifo',
       stopTimeoutMs: 60_000,
       lagCountLimit: 10_000,
+      waitingGraceMs: 3000,
       ...options,
     };
     this.redis = this.connection('pipeline-runner');
@@ -352,13 +371,16 @@ export class PipelineRunner {
     const [progress, tail] = await Promise.all([this.store.chunkProgress(keys), this.store.loadTail(keys)]);
     let phase: PipelineStatePhase = run.phase;
     let error = run.error;
+    let jobState: string | undefined;
     if (phase === 'seeding' || phase === 'tailing') {
       const job = await this.tails().getJob(tailJobId(keys.id, run.runId, run.launch));
-      if (job !== undefined && (await job.getState()) === 'failed') {
+      jobState = job === undefined ? undefined : await job.getState();
+      if (job !== undefined && jobState === 'failed') {
         phase = 'failed';
         error ??= job.failedReason;
       }
     }
+    const waiting = await this.waitingFor(keys.id, phase, jobState);
     if (phase === 'tailing' && tail?.error !== undefined) error = tail.error;
     const seed = this.seedState(run, progress, phase);
     const checkpoint = tail?.checkpoint ?? (run.tailStartedAt === undefined ? null : run.plan.highWaterMark);
@@ -385,7 +407,65 @@ export class PipelineRunner {
     if (error !== undefined && (phase === 'failed' || phase === 'tailing' || phase === 'seeding')) {
       state.error = error;
     }
+    if (waiting !== undefined) state.waiting = waiting;
     return state;
+  }
+
+  /**
+   * Whether a running pipeline is stuck for want of a worker: none connected, or its tail job
+   * waiting in the queue because every worker's tail slots are taken. Reported only after it
+   * has lasted `waitingGraceMs`, so a worker restart or a job changing hands shows nothing.
+   */
+  private async waitingFor(
+    id: string,
+    phase: PipelineStatePhase,
+    jobState: string | undefined,
+  ): Promise<PipelineWaiting | undefined> {
+    let found: PipelineWaiting | undefined;
+    if (phase === 'seeding' || phase === 'tailing') {
+      if ((await this.liveWorkers()) === 0) {
+        found = {
+          reason: 'NoWorkers',
+          message:
+            'No pipeline worker is running: start `offtake worker` against this Offtake (or run `offtake up` ' +
+            'without --no-workers).',
+        };
+      } else if (jobState === 'waiting' || jobState === 'prioritized') {
+        found = {
+          reason: 'WaitingForWorker',
+          message:
+            'Every running worker has all its tail slots taken (OFFTAKE_WORKER_TAIL_CONCURRENCY products ' +
+            'per worker): start another `offtake worker` or raise that setting.',
+        };
+      }
+    }
+    if (found === undefined) {
+      this.waitingSince.delete(id);
+      return undefined;
+    }
+    const now = Date.now();
+    const seen = this.waitingSince.get(id);
+    if (seen?.reason !== found.reason) {
+      this.waitingSince.set(id, { reason: found.reason, since: now });
+      return this.options.waitingGraceMs <= 0 ? found : undefined;
+    }
+    return now - seen.since >= this.options.waitingGraceMs ? found : undefined;
+  }
+
+  /** How many pipeline workers are connected, or null when the server does not say (CLIENT LIST refused). */
+  private async liveWorkers(): Promise<number | null> {
+    const now = Date.now();
+    if (this.workerCount !== undefined && now - this.workerCount.at < WORKER_COUNT_TTL_MS) {
+      return this.workerCount.value;
+    }
+    let value: number | null;
+    try {
+      value = await this.tails().getWorkersCount();
+    } catch {
+      value = null;
+    }
+    this.workerCount = { value, at: now };
+    return value;
   }
 
   private seedState(

@@ -64,7 +64,7 @@ export interface PipelineWorkerOptions {
   prefix: string;
   /** Seed chunks processed at once by this worker (default 2). */
   seedConcurrency?: number;
-  /** Product tails run at once by this worker (default 32). */
+  /** Product tails run at once by this worker (default 1000; a waiting tail costs no connection). */
   tailConcurrency?: number;
   /** Events per read while seeding (default 1000). */
   seedBatchSize?: number;
@@ -140,7 +140,7 @@ export class PipelineWorker extends EventEmitter {
     super();
     this.options = {
       seedConcurrency: 2,
-      tailConcurrency: 32,
+      tailConcurrency: 1000,
       seedBatchSize: 1000,
       tailBatchSize: 1000,
       lockDurationMs: 30_000,

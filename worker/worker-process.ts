@@ -31,7 +31,7 @@ export async function runWorkerProcess(options: WorkerProcessOptions): Promise<R
   logger.info(
     {
       seedConcurrency: workerOptions.seedConcurrency ?? 2,
-      tailConcurrency: workerOptions.tailConcurrency ?? 32,
+      tailConcurrency: workerOptions.tailConcurrency ?? 1000,
     },
     'offtake worker running',
   );
