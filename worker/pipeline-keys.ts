@@ -68,6 +68,23 @@ export function deadLetterStream(ref: ProductRef): string {
 export const SEED_QUEUE = 'seed';
 export const TAIL_QUEUE = 'tail';
 
+/** The queues a product's jobs go to. */
+export interface PipelineQueues {
+  seed: string;
+  tail: string;
+}
+
+/**
+ * The queues of a product build's jobs: the shared ones that every shared worker takes jobs from,
+ * or, for a product with dedicated placement, queues of the build's own (`seed-<pipeline id>`),
+ * which only its dedicated worker reads — the one process that can reach that build's store.
+ */
+export function pipelineQueues(ref: ProductRef, dedicated: boolean): PipelineQueues {
+  if (!dedicated) return { seed: SEED_QUEUE, tail: TAIL_QUEUE };
+  const id = pipelineId(ref);
+  return { seed: `${SEED_QUEUE}-${id}`, tail: `${TAIL_QUEUE}-${id}` };
+}
+
 /** The name a pipeline's tail checkpoint is stored under in its sink. */
 export const CHECKPOINT_NAME = 'pipeline';
 

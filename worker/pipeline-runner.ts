@@ -24,8 +24,7 @@ import { OfftakeError, isOfftakeError } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import { CompiledProduct } from './compiled-product.ts';
 import {
-  SEED_QUEUE,
-  TAIL_QUEUE,
+  pipelineQueues,
   checkProductRef,
   chunkJobId,
   deadLetterStream,
@@ -33,6 +32,7 @@ import {
   queuePrefix,
   tailJobId,
   type PipelineKeys,
+  type PipelineQueues,
   type ProductRef,
 } from './pipeline-keys.ts';
 import {
@@ -150,6 +150,14 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+function isDedicated(product: PipelineProduct): boolean {
+  return product.spec.target.placement === 'dedicated';
+}
+
+function queuesOf(product: PipelineProduct): PipelineQueues {
+  return pipelineQueues(product, isDedicated(product));
+}
+
 /** How long a count of live workers is reused, in ms. */
 const WORKER_COUNT_TTL_MS = 2000;
 
@@ -160,9 +168,10 @@ export class PipelineRunner {
   private readonly store: PipelineStateStore;
   private readonly connections: Redis[] = [];
   private flowProducer: FlowProducer | undefined;
-  private tailQueue: Queue | undefined;
+  private readonly tailQueues = new Map<string, Queue>();
+  private queueConnection: Redis | undefined;
   /** Live workers, counted from CLIENT LIST at most every {@link WORKER_COUNT_TTL_MS}; null when not allowed. */
-  private workerCount: { value: number | null; at: number } | undefined;
+  private readonly workerCounts = new Map<string, { value: number | null; at: number }>();
   /** Since when each product's pipeline has been seen waiting, and for what. */
   private readonly waitingSince = new Map<string, { reason: PipelineWaiting['reason']; since: number }>();
 
@@ -197,12 +206,16 @@ export class PipelineRunner {
     return this.flowProducer;
   }
 
-  private tails(): Queue {
-    this.tailQueue ??= new Queue(TAIL_QUEUE, {
-      connection: this.connection('pipeline-queue'),
-      prefix: queuePrefix(this.options.prefix),
-    });
-    return this.tailQueue;
+  /** The tail queue of a run's product: the shared one, or its own under dedicated placement. */
+  private tails(product: PipelineProduct): Queue {
+    const name = queuesOf(product).tail;
+    let queue = this.tailQueues.get(name);
+    if (queue === undefined) {
+      this.queueConnection ??= this.connection('pipeline-queue');
+      queue = new Queue(name, { connection: this.queueConnection, prefix: queuePrefix(this.options.prefix) });
+      this.tailQueues.set(name, queue);
+    }
+    return queue;
   }
 
   /**
@@ -292,7 +305,8 @@ export class PipelineRunner {
     if (run.phase === 'stopping') {
       throw new OfftakeError('conflict', 'The pipeline is stopping; start it again once it has stopped.');
     }
-    const queue = this.tails();
+    const queue = this.tails(run.product);
+    const queues = queuesOf(run.product);
     let relaunch = run.launch === 0 || run.phase === 'stopped' || run.phase === 'failed' || run.stopRequested;
     if (!relaunch) {
       const state = await queue.getJobState(tailJobId(keys.id, run.runId, run.launch));
@@ -324,7 +338,7 @@ export class PipelineRunner {
       .filter((chunk) => progress.get(chunk.index)?.done !== true)
       .map((chunk) => ({
         name: 'chunk',
-        queueName: SEED_QUEUE,
+        queueName: queues.seed,
         data: {
           namespace: run.product.namespace,
           name: run.product.name,
@@ -352,7 +366,7 @@ export class PipelineRunner {
     };
     await this.flows().add({
       name: 'tail',
-      queueName: TAIL_QUEUE,
+      queueName: queues.tail,
       data,
       opts: { jobId: tailJobId(keys.id, run.runId, launch), removeOnComplete: true, removeOnFail: false },
       children,
@@ -373,14 +387,14 @@ export class PipelineRunner {
     let error = run.error;
     let jobState: string | undefined;
     if (phase === 'seeding' || phase === 'tailing') {
-      const job = await this.tails().getJob(tailJobId(keys.id, run.runId, run.launch));
+      const job = await this.tails(run.product).getJob(tailJobId(keys.id, run.runId, run.launch));
       jobState = job === undefined ? undefined : await job.getState();
       if (job !== undefined && jobState === 'failed') {
         phase = 'failed';
         error ??= job.failedReason;
       }
     }
-    const waiting = await this.waitingFor(keys.id, phase, jobState);
+    const waiting = await this.waitingFor(keys.id, run.product, phase, jobState);
     if (phase === 'tailing' && tail?.error !== undefined) error = tail.error;
     const seed = this.seedState(run, progress, phase);
     const checkpoint = tail?.checkpoint ?? (run.tailStartedAt === undefined ? null : run.plan.highWaterMark);
@@ -418,17 +432,19 @@ export class PipelineRunner {
    */
   private async waitingFor(
     id: string,
+    product: PipelineProduct,
     phase: PipelineStatePhase,
     jobState: string | undefined,
   ): Promise<PipelineWaiting | undefined> {
     let found: PipelineWaiting | undefined;
     if (phase === 'seeding' || phase === 'tailing') {
-      if ((await this.liveWorkers()) === 0) {
+      if ((await this.liveWorkers(product)) === 0) {
         found = {
           reason: 'NoWorkers',
-          message:
-            'No pipeline worker is running: start `offtake worker` against this Offtake (or run `offtake up` ' +
-            'without --no-workers).',
+          message: isDedicated(product)
+            ? 'Its dedicated worker is not connected (the Deployment runs `offtake worker` for this product alone).'
+            : 'No pipeline worker is running: start `offtake worker` against this Offtake (or run `offtake up` ' +
+              'without --no-workers).',
         };
       } else if (jobState === 'waiting' || jobState === 'prioritized') {
         found = {
@@ -453,18 +469,18 @@ export class PipelineRunner {
   }
 
   /** How many pipeline workers are connected, or null when the server does not say (CLIENT LIST refused). */
-  private async liveWorkers(): Promise<number | null> {
+  private async liveWorkers(product: PipelineProduct): Promise<number | null> {
     const now = Date.now();
-    if (this.workerCount !== undefined && now - this.workerCount.at < WORKER_COUNT_TTL_MS) {
-      return this.workerCount.value;
-    }
+    const queue = this.tails(product);
+    const cached = this.workerCounts.get(queue.name);
+    if (cached !== undefined && now - cached.at < WORKER_COUNT_TTL_MS) return cached.value;
     let value: number | null;
     try {
-      value = await this.tails().getWorkersCount();
+      value = await queue.getWorkersCount();
     } catch {
       value = null;
     }
-    this.workerCount = { value, at: now };
+    this.workerCounts.set(queue.name, { value, at: now });
     return value;
   }
 
@@ -587,7 +603,7 @@ export class PipelineRunner {
     const id = tailJobId(keys.id, run.runId, run.launch);
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      if ((await this.tails().remove(id, { removeChildren: true })) === 1) return;
+      if ((await this.tails(run.product).remove(id, { removeChildren: true })) === 1) return;
       if (Date.now() > deadline) {
         throw new OfftakeError(
           'unavailable',
@@ -614,7 +630,7 @@ export class PipelineRunner {
 
   /** Closes the runner's queue connections. */
   async close(): Promise<void> {
-    await Promise.allSettled([this.flowProducer?.close(), this.tailQueue?.close()]);
+    await Promise.allSettled([this.flowProducer?.close(), ...[...this.tailQueues.values()].map((q) => q.close())]);
     for (const redis of this.connections) redis.disconnect();
   }
 }

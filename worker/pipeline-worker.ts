@@ -27,6 +27,7 @@ import {
   pipelineKeys,
   queuePrefix,
   type PipelineKeys,
+  type PipelineQueues,
   type ProductRef,
 } from './pipeline-keys.ts';
 import {
@@ -62,6 +63,11 @@ export interface PipelineWorkerOptions {
   logger: Logger;
   /** Key prefix of Offtake's state in Redis (e.g. `offtake`), the same as the runner's. */
   prefix: string;
+  /**
+   * The queues to take jobs from (default: the shared ones). A dedicated product's worker takes
+   * only its product build's queues (`pipelineQueues` in `pipeline-keys.ts`).
+   */
+  queues?: PipelineQueues;
   /** Seed chunks processed at once by this worker (default 2). */
   seedConcurrency?: number;
   /** Product tails run at once by this worker (default 1000; a waiting tail costs no connection). */
@@ -149,6 +155,7 @@ export class PipelineWorker extends EventEmitter {
       progressIntervalMs: 500,
       tailRetryMinMs: 500,
       tailRetryMaxMs: 30_000,
+      queues: { seed: SEED_QUEUE, tail: TAIL_QUEUE },
       ...options,
     };
     this.redis = this.connection('pipeline-worker');
@@ -165,7 +172,7 @@ export class PipelineWorker extends EventEmitter {
 
   /** Starts taking jobs from the seed and tail queues. */
   async start(): Promise<void> {
-    const { seedConcurrency, tailConcurrency, lockDurationMs, stalledIntervalMs, prefix } = this.options;
+    const { seedConcurrency, tailConcurrency, lockDurationMs, stalledIntervalMs, prefix, queues } = this.options;
     const common = {
       prefix: queuePrefix(prefix),
       lockDuration: lockDurationMs,
@@ -173,7 +180,7 @@ export class PipelineWorker extends EventEmitter {
       autorun: false,
     };
     const seed = new Worker<ChunkJobData>(
-      SEED_QUEUE,
+      queues.seed,
       (job, token, signal) => this.processChunk(job, token, signal),
       {
         ...common,
@@ -184,7 +191,7 @@ export class PipelineWorker extends EventEmitter {
       },
     );
     const tail = new Worker<TailJobData>(
-      TAIL_QUEUE,
+      queues.tail,
       (job, token, signal) => this.processTail(job, token, signal),
       {
         ...common,
