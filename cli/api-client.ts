@@ -185,7 +185,11 @@ export class ApiClient {
     ).data;
   }
 
-  /** Appends events (NDJSON or a JSON array) to a stream; answers the offsets and the indexes of retries. */
+  /**
+   * Appends events (NDJSON or a JSON array) to a stream in one request, all or nothing; answers
+   * the offsets and the indexes of retries. The body must stay within the API's limits (1000
+   * events and 4 MiB by default, else 413): `offtake publish` sends a file in batches within them.
+   */
   async publish(
     stream: string,
     text: string,

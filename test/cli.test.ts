@@ -1,6 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
@@ -113,6 +113,117 @@ describe('offtake api, as a process over real HTTP', () => {
     const bad = await cli('publish', 'Bad Stream', file);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /not a valid stream name/);
+  });
+
+  describe('offtake publish of files past the API batch limit (1000 events)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'offtake-publish-'));
+    after(() => rmSync(dir, { recursive: true, force: true }));
+    const cli = (...args: string[]) => runCli(['--server', api.url, ...args], env);
+    const event = (i: number) =>
+      JSON.stringify({
+        id: `e${i}`,
+        source: 'test/bulk',
+        type: 'OrderPlaced',
+        subject: `c${i % 7}`,
+        data: { i },
+      });
+    const write = (name: string, lines: string[]) => {
+      const path = join(dir, name);
+      writeFileSync(path, lines.join('\n') + '\n');
+      return path;
+    };
+    const events = (from: number, to: number) => Array.from({ length: to - from }, (_, k) => event(from + k));
+
+    /** Every event id of a stream, in offset order, read page by page. */
+    async function storedIds(stream: string): Promise<string[]> {
+      const ids: string[] = [];
+      let cursor: string | null = null;
+      do {
+        const query: string = cursor === null ? '' : `&cursor=${cursor}`;
+        const res = await fetch(`${api.url}/v1/streams/${stream}/events?limit=1000${query}`);
+        assert.equal(res.status, 200);
+        const page = (await res.json()) as { events: { id: string }[]; cursor: string | null };
+        ids.push(...page.events.map((e) => e.id));
+        cursor = page.cursor;
+      } while (cursor !== null);
+      return ids;
+    }
+
+    test('2,500 events in one command: all stored, in order; publishing again stores nothing twice', async () => {
+      const file = write('bulk.ndjson', events(0, 2500));
+      const first = await cli('publish', 'bulk', file);
+      assert.equal(first.code, 0, first.stderr);
+      assert.match(first.stdout, /^bulk: 2500 appended, 0 already there \(last offset \d+-\d+\)\n$/);
+      const expected = Array.from({ length: 2500 }, (_, i) => `e${i}`);
+      assert.deepEqual(await storedIds('bulk'), expected);
+
+      const again = await cli('publish', 'bulk', file);
+      assert.equal(again.code, 0, again.stderr);
+      assert.match(again.stdout, /^bulk: 0 appended, 2500 already there/);
+      assert.deepEqual(await storedIds('bulk'), expected);
+    });
+
+    test('a JSON array of 1,200 events is sent in batches too', async () => {
+      const path = join(dir, 'bulk.json');
+      writeFileSync(path, `[\n${events(0, 1200).join(',\n')}\n]\n`);
+      const res = await cli('publish', 'bulk-array', path);
+      assert.equal(res.code, 0, res.stderr);
+      assert.match(res.stdout, /^bulk-array: 1200 appended, 0 already there/);
+      assert.equal((await storedIds('bulk-array')).length, 1200);
+    });
+
+    test('a malformed JSON line 1,700 is refused with its file line, and nothing is stored', async () => {
+      const lines = events(0, 2500);
+      lines[999] = ''; // a blank line: file lines and event positions differ from here on
+      lines[1699] = '{"id": "e1699", "source": "test/bulk", "type": "OrderPlaced" "data": {}}';
+      const res = await cli('publish', 'bulk-malformed', write('malformed.ndjson', lines));
+      assert.equal(res.code, 1);
+      assert.equal(res.stdout, '');
+      assert.match(res.stderr, /malformed\.ndjson line 1700, column 62: not valid JSON: Expected ','/);
+      assert.match(res.stderr, /bulk-malformed: nothing was published/);
+      assert.equal((await fetch(`${api.url}/v1/streams/bulk-malformed`)).status, 404);
+    });
+
+    test('an event the API rejects in a later batch: its line, what was stored, and a safe re-run', async () => {
+      const lines = events(0, 2500);
+      lines[1199] = JSON.stringify({ id: 'e1199', source: 'test/bulk', data: {} }); // no type
+      const path = write('invalid.ndjson', lines);
+      const res = await cli('publish', 'bulk-invalid', path);
+      assert.equal(res.code, 1);
+      assert.match(
+        res.stderr,
+        /^error: An event is invalid: .*invalid\.ndjson line 1200\n {2}line 1200 \/type: type is required\n/,
+      );
+      assert.match(
+        res.stderr,
+        /bulk-invalid: the 1000 events up to .*invalid\.ndjson line 1000 were stored before the error \(1000 appended, 0 already there, last offset \d+-\d+\); nothing after them was stored/,
+      );
+      assert.match(res.stderr, /Running the same command again .* is safe/);
+      assert.equal((await storedIds('bulk-invalid')).length, 1000);
+
+      lines[1199] = event(1199);
+      writeFileSync(path, lines.join('\n') + '\n');
+      const fixed = await cli('publish', 'bulk-invalid', path);
+      assert.equal(fixed.code, 0, fixed.stderr);
+      assert.match(fixed.stdout, /^bulk-invalid: 1500 appended, 1000 already there/);
+      assert.deepEqual(
+        await storedIds('bulk-invalid'),
+        Array.from({ length: 2500 }, (_, i) => `e${i}`),
+      );
+    });
+
+    test('--batch-events above the API limit is answered with the limit to use', async () => {
+      const res = await cli(
+        'publish',
+        'bulk-limit',
+        write('limit.ndjson', events(0, 1500)),
+        '--batch-events',
+        '1200',
+      );
+      assert.equal(res.code, 1);
+      assert.match(res.stderr, /use --batch-events 1000/);
+      assert.match(res.stderr, /bulk-limit: nothing was stored/);
+    });
   });
 
   test('a clear error when Redis is unreachable', async () => {
