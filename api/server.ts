@@ -5,9 +5,11 @@
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { Redis } from 'ioredis';
 import type { OfftakeConfig } from '../lib/config.ts';
 import type { Logger } from '../lib/logger.ts';
+import { KubernetesResourceStore } from '../lib/resource-store/kubernetes-resource-store.ts';
 import { RedisResourceStore } from '../lib/resource-store/redis-resource-store.ts';
 import { DataProductValidator } from '../lib/validation/validator.ts';
 import { RedisEventLog } from '../lib/eventlog/redis-event-log.ts';
@@ -177,14 +179,32 @@ export async function stopServer(server: Server, endStreams: () => Promise<void>
 }
 
 /** Starts the API on `config.port` (0 picks a free port). */
-export async function startApiServer(config: OfftakeConfig, logger: Logger): Promise<RunningServer> {
+export async function startApiServer(
+  config: OfftakeConfig,
+  logger: Logger,
+  options: { kubeConfig?: KubeConfig } = {},
+): Promise<RunningServer> {
   const redis = await connectRedis(config.redisUrl, logger);
-  const store = new RedisResourceStore(redis, { prefix: `${config.redisPrefix}:resources` });
+  // In a cluster, products submitted over HTTP become DataProduct resources the operator watches.
+  const store: ResourceStore =
+    options.kubeConfig === undefined
+      ? new RedisResourceStore(redis, { prefix: `${config.redisPrefix}:resources` })
+      : new KubernetesResourceStore(options.kubeConfig, { fieldManager: 'offtake-api' });
   const eventLog = await createEventLog(redis, config);
   const connections = ProductRecords.forPlatform(redis, config.redisPrefix);
   const app = createPlatformApp(config, logger, { redis, store, eventLog, connections });
   const { server, port } = await listen(app, config);
-  logger.info({ port, redis: redactUrl(config.redisUrl) }, 'offtake api listening');
+  logger.info(
+    {
+      port,
+      redis: redactUrl(config.redisUrl),
+      resources:
+        options.kubeConfig === undefined
+          ? 'redis'
+          : (options.kubeConfig.getCurrentCluster()?.server ?? 'kubernetes'),
+    },
+    'offtake api listening',
+  );
   return {
     server,
     port,

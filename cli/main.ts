@@ -65,10 +65,24 @@ program
   .description('start the HTTP API server (DataProducts, event log, OpenAPI, health)')
   .option('-p, --port <port>', 'port to listen on (env OFFTAKE_PORT)', port)
   .option('--host <host>', 'address to bind (env OFFTAKE_HOST)')
-  .action(async (opts: { port?: number; host?: string }) => {
+  .option(
+    '--kubernetes',
+    'keep DataProducts as custom resources in the cluster (what the operator in Kubernetes mode watches)',
+  )
+  .option(
+    '--kubeconfig <path>',
+    'with --kubernetes: kubeconfig file (default: KUBECONFIG, ~/.kube/config, or in-cluster)',
+  )
+  .action(async (opts: { port?: number; host?: string; kubernetes?: boolean; kubeconfig?: string }) => {
     const config = loadConfig(process.env, { port: opts.port, host: opts.host });
     const logger = createLogger(config.logLevel);
-    const running = await startApiServer(config, logger);
+    let kubeConfig: KubeConfig | undefined;
+    if (opts.kubernetes === true || opts.kubeconfig !== undefined) {
+      kubeConfig = new KubeConfig();
+      if (opts.kubeconfig === undefined) kubeConfig.loadFromDefault();
+      else kubeConfig.loadFromFile(opts.kubeconfig);
+    }
+    const running = await startApiServer(config, logger, { kubeConfig });
     closeOnSignal(running, logger);
   });
 
@@ -100,7 +114,9 @@ program
 // offtake operator: Kubernetes mode's operator, DataProducts read from and written to the cluster.
 program
   .command('operator')
-  .description('run the operator in Kubernetes mode (DataProduct custom resources; shared placement)')
+  .description(
+    'run the operator in Kubernetes mode (DataProduct custom resources; shared and dedicated placement)',
+  )
   .option('--kubeconfig <path>', 'kubeconfig file (default: KUBECONFIG, ~/.kube/config, or in-cluster)')
   .option('--no-workers', 'run no pipeline workers here (leave the jobs to `offtake worker` processes)')
   .option(

@@ -1,8 +1,8 @@
 /**
  * Kubernetes mode's operator: the same controller, reconciler, provisioners and pipeline runtime
  * as embedded mode (`operator-parts.ts`), reading and writing DataProducts as custom resources in
- * the cluster, and provisioning shared-placement stores in the platform's Redis and Postgres from
- * the configuration. The cluster, Redis and Postgres are each checked at start-up; an unreachable
+ * the cluster, provisioning shared-placement stores in the platform's Redis and Postgres from
+ * the configuration and dedicated ones as workloads in the product's namespace. The cluster, Redis and Postgres are each checked at start-up; an unreachable
  * one (or a cluster without the DataProduct CRD) stops the start with a message naming it.
  * With leader election, replicas share a Lease and only its holder runs the controller; the
  * reconciler's writes also record Events on the product and keep its connection Secret
@@ -22,6 +22,10 @@ import {
 import type { DataProductController } from './controller.ts';
 import { connectPostgres } from './embedded.ts';
 import { ConnectionSecrets } from './kube/connection-secret.ts';
+import { dedicatedOptionsFromEnv } from './kube/dedicated-config.ts';
+import { DedicatedPlacement } from './kube/dedicated-placement.ts';
+import { DedicatedProvisioner } from './kube/dedicated-provisioner.ts';
+import type { DedicatedOptions } from './kube/dedicated.ts';
 import { EventRecorder } from './kube/events.ts';
 import { LeaderElector } from './kube/leader-election.ts';
 import { OwnedObjects } from './kube/owned-objects.ts';
@@ -57,6 +61,8 @@ export interface KubernetesOperatorOptions extends OperatorTuning {
    * the controller runs at once (a single replica).
    */
   leaderElection?: OperatorLeaderElection;
+  /** Dedicated placement's settings (default: from `OFFTAKE_DEDICATED_*`, see `kube/dedicated-config.ts`). */
+  dedicated?: DedicatedOptions;
 }
 
 /** A running Kubernetes-mode operator. */
@@ -122,11 +128,17 @@ export async function startKubernetesOperator(
       connections: ProductRecords.forPlatform(redis, config.redisPrefix),
       logger,
     });
+    // Dedicated placement: each product build's own server and worker, as objects in its namespace.
+    const dedicated = options.dedicated ?? dedicatedOptionsFromEnv(process.env, config);
+    const extraProvisioners = {
+      'dedicated-redis': new DedicatedProvisioner(new DedicatedPlacement(objects, 'redis', dedicated)),
+      'dedicated-postgres': new DedicatedProvisioner(new DedicatedPlacement(objects, 'postgres', dedicated)),
+    };
     const parts = await startOperatorParts(
       config,
       logger,
       options,
-      { redis, pool, eventLog, store: reconciled },
+      { redis, pool, eventLog, store: reconciled, extraProvisioners },
       closers,
       election === undefined,
     );

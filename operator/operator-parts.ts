@@ -15,7 +15,7 @@ import { PipelineWorker, type PipelineWorkerOptions } from '../worker/pipeline-w
 import { redisConnector } from '../worker/redis-connector.ts';
 import { DataProductController, type DataProductControllerOptions } from './controller.ts';
 import { PostgresProvisioner } from './postgres-provisioner.ts';
-import { ProductRecords, type TargetType } from './product-records.ts';
+import { ProductRecords, type StoreKind } from './product-records.ts';
 import { productSinkFactory, type ProductSinkDeps } from './product-sinks.ts';
 import type { Provisioner } from './provisioner.ts';
 import { DataProductReconciler, type DataProductReconcilerOptions } from './reconciler.ts';
@@ -27,7 +27,12 @@ export interface OperatorTuning {
   controller?: Pick<DataProductControllerOptions, 'concurrency' | 'resyncMs' | 'watchRetryMs' | 'backoff'>;
   reconciler?: Pick<
     DataProductReconcilerOptions,
-    'progressIntervalMs' | 'statusIntervalMs' | 'verifyIntervalMs' | 'stopTimeoutMs' | 'health'
+    | 'progressIntervalMs'
+    | 'statusIntervalMs'
+    | 'verifyIntervalMs'
+    | 'stopTimeoutMs'
+    | 'storeWaitMs'
+    | 'health'
   >;
   runner?: Omit<PipelineRunnerOptions, 'connect' | 'eventLog' | 'logger' | 'prefix'>;
   worker?: Omit<PipelineWorkerOptions, 'connect' | 'eventLog' | 'logger' | 'prefix' | 'sinkFactory'>;
@@ -42,6 +47,8 @@ export interface OperatorPartsDeps {
   pool: pg.Pool | undefined;
   eventLog: RedisEventLog;
   store: ResourceStore;
+  /** Provisioners beyond the shared ones: Kubernetes mode's dedicated placement. */
+  extraProvisioners?: Partial<Record<StoreKind, Provisioner>>;
 }
 
 /** The started operator: its controller and the records it keeps (connection details among them). */
@@ -100,7 +107,8 @@ export async function startOperatorParts(
   closers.push(() => runner.close());
 
   const records = ProductRecords.forPlatform(redis, prefix);
-  const provisioners: Partial<Record<TargetType, Provisioner>> = {
+  const provisioners: Partial<Record<StoreKind, Provisioner>> = {
+    ...deps.extraProvisioners,
     redis: new RedisProvisioner({ redis, url: config.redisUrl, sinks }),
     topic: new TopicProvisioner({
       redis,

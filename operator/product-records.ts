@@ -35,6 +35,19 @@ export interface ProductBuilds {
 /** A target type. */
 export type TargetType = ProductConnection['type'];
 
+/**
+ * What kind of store a product has, which decides who makes it: a target type in the platform's
+ * shared servers, or a server of its own in the cluster (`dedicated-redis`, `dedicated-postgres`).
+ */
+export type StoreKind = TargetType | 'dedicated-redis' | 'dedicated-postgres';
+
+/** The kind of store a spec asks for. */
+export function storeKind(spec: { target: { type: TargetType; placement?: string } }): StoreKind {
+  const { type, placement } = spec.target;
+  if (placement === 'dedicated' && type !== 'topic') return `dedicated-${type}`;
+  return type;
+}
+
 /** How a derived stream is held: by a live product, or kept after its product was deleted with Retain. */
 export type StreamClaim = { owner: string; retained: boolean };
 
@@ -91,21 +104,21 @@ export class ProductRecords implements ConnectionReader {
     await this.redis.hdel(this.key(ref), 'connection');
   }
 
-  /** The target types that may have a store for the product. */
-  async targets(ref: ProductRef): Promise<TargetType[]> {
+  /** The kinds of store the product may have. */
+  async targets(ref: ProductRef): Promise<StoreKind[]> {
     const json = await this.redis.hget(this.key(ref), 'targets');
-    return json === null ? [] : (JSON.parse(json) as TargetType[]);
+    return json === null ? [] : (JSON.parse(json) as StoreKind[]);
   }
 
   /** Records that a store of `type` is about to be made (before it is). */
-  async addTarget(ref: ProductRef, type: TargetType): Promise<void> {
+  async addTarget(ref: ProductRef, type: StoreKind): Promise<void> {
     const targets = await this.targets(ref);
     if (!targets.includes(type))
       await this.redis.hset(this.key(ref), 'targets', JSON.stringify([...targets, type]));
   }
 
   /** Records that the store of `type` is gone. */
-  async removeTarget(ref: ProductRef, type: TargetType): Promise<void> {
+  async removeTarget(ref: ProductRef, type: StoreKind): Promise<void> {
     const targets = (await this.targets(ref)).filter((t) => t !== type);
     await this.redis.hset(this.key(ref), 'targets', JSON.stringify(targets));
   }

@@ -1,12 +1,13 @@
 /**
- * The contract of a shared-placement provisioner: it makes a product's store and its
- * least-privilege credential in a platform-owned server, and removes them again. Every method is
+ * The contract of a provisioner: it makes a product's store and its least-privilege credential —
+ * in a platform-owned server (shared placement) or as a server of the product's own in the
+ * cluster (dedicated placement) — and removes them again. Every method is
  * idempotent and safe after a crash half way: the reconciler simply calls it again.
  */
 import type { PipelineProduct } from '../worker/pipeline-state-store.ts';
 import type { ProductRef } from '../worker/pipeline-keys.ts';
 import type { ProductConnection } from './product-connection.ts';
-import type { TargetType } from './product-records.ts';
+import type { StoreKind } from './product-records.ts';
 
 /** The product's credential: its password, and whether it was just generated (so any existing login must take it). */
 export interface Credential {
@@ -38,7 +39,7 @@ export interface EnsureOptions {
  * Throws {@link ProvisioningError}s.
  */
 export interface Provisioner {
-  readonly type: TargetType;
+  readonly type: StoreKind;
   /** Creates (or repairs) the product's credential and the store of its build; returns how to connect. */
   ensure(product: PipelineProduct, credential: Credential, options: EnsureOptions): Promise<ProvisionedStore>;
   /** Removes the product's credential and ends its sessions; the data stays. */

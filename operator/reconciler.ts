@@ -25,6 +25,7 @@ import {
   STORE_READY,
   StatusBuilder,
   findCondition,
+  isProgressReason,
   pipelineStatus,
   provisioningStatus,
   rebuildStatus,
@@ -32,7 +33,13 @@ import {
   storeReadyStatus,
   type PipelineHealth,
 } from './product-status.ts';
-import type { BuildRecord, ProductBuilds, ProductRecords, TargetType } from './product-records.ts';
+import {
+  storeKind,
+  type BuildRecord,
+  type ProductBuilds,
+  type ProductRecords,
+  type StoreKind,
+} from './product-records.ts';
 import type { Provisioner } from './provisioner.ts';
 import { ProvisioningError } from './provisioning-error.ts';
 import { productStoreNames } from './store-names.ts';
@@ -54,8 +61,10 @@ export interface DataProductReconcilerOptions {
   store: ResourceStore;
   runner: PipelineControl;
   records: ProductRecords;
-  /** One per target type this Offtake can provide; a missing one makes such products fail visibly. */
-  provisioners: Partial<Record<TargetType, Provisioner>>;
+  /** One per kind of store this Offtake can provide; a missing one makes such products fail visibly. */
+  provisioners: Partial<Record<StoreKind, Provisioner>>;
+  /** How often a store that is still starting (dedicated placement) is looked at again, in ms (default 2000). */
+  storeWaitMs?: number;
   /** The platform's Redis key prefix, for naming (e.g. `offtake`). */
   platformPrefix: string;
   logger: Logger;
@@ -133,6 +142,7 @@ export class DataProductReconciler {
       statusIntervalMs: 5000,
       verifyIntervalMs: 60_000,
       stopTimeoutMs: 15_000,
+      storeWaitMs: 2000,
       health: { maxDeadLetterRatio: 0.1, minEventsForRatio: 100 },
       ...options,
     };
@@ -178,6 +188,8 @@ export class DataProductReconciler {
     let description: string;
     /** Stores checked in this pass: their pipelines' jobs are checked too (start recreates lost ones). */
     const checked = new Set<number>();
+    /** Why the next build's store is not ready yet, when it is still starting. */
+    let nextStoreWaiting: string | undefined;
     try {
       this.provisionerFor(product.spec);
       builds = await this.planBuilds(ref, product, status);
@@ -189,8 +201,8 @@ export class DataProductReconciler {
           const type = active.spec.target.type;
           await status.write(provisioningStatus(status.builder(), `the ${type} store`).build());
         }
-        await records.addTarget(ref, active.spec.target.type);
-        const made = await this.provisioner(active.spec.target.type).ensure(active, credential, {
+        await records.addTarget(ref, storeKind(active.spec));
+        const made = await this.provisioner(storeKind(active.spec)).ensure(active, credential, {
           publish: true,
         });
         await records.setConnection(ref, made.connection);
@@ -199,17 +211,26 @@ export class DataProductReconciler {
       }
       description = this.verified.get(`${key}@${active.build}`)!.description;
       if (next !== undefined && !this.isVerified(key, uid, builds.next!)) {
-        await records.addTarget(ref, next.spec.target.type);
-        const made = await this.provisioner(next.spec.target.type).ensure(next, credential, {
-          publish: false,
-        });
-        this.verify(key, uid, builds.next!, made.description);
-        checked.add(next.build!);
+        await records.addTarget(ref, storeKind(next.spec));
+        try {
+          const made = await this.provisioner(storeKind(next.spec)).ensure(next, credential, {
+            publish: false,
+          });
+          this.verify(key, uid, builds.next!, made.description);
+          checked.add(next.build!);
+        } catch (err) {
+          const failure = classifyFailure(err);
+          if (!isProgressReason(failure.reason)) throw err;
+          // The next build's own server is still starting; readers keep the current build meanwhile.
+          nextStoreWaiting = failure.message;
+        }
       }
     } catch (err) {
       this.forget(key);
       const failure = classifyFailure(err);
       await status.write(storeFailedStatus(status.builder(), failure).build());
+      // A store that is still starting (a dedicated server's pods) is progress: look again soon.
+      if (isProgressReason(failure.reason)) return { requeueAfterMs: this.options.storeWaitMs };
       return this.failed(key, failure, err);
     }
 
@@ -226,6 +247,21 @@ export class DataProductReconciler {
       const run = await this.ensurePipeline(active, checked.has(active.build!));
       state = run.state;
       restartedAfter = run.restartedAfter;
+      if (next !== undefined && nextStoreWaiting !== undefined) {
+        await status.write(
+          pipelineStatus(builder(), state, this.options.health)
+            .set({
+              type: READY,
+              status: 'False',
+              reason: 'Reseeding',
+              message:
+                `The spec changed: the new build's store is starting (${nextStoreWaiting}); ` +
+                'readers use the previous build, kept current, until the new one is seeded.',
+            })
+            .build(),
+        );
+        return { requeueAfterMs: this.options.storeWaitMs };
+      }
       if (next !== undefined) {
         const nextRun = await this.ensurePipeline(next, checked.has(next.build!));
         nextState = nextRun.state;
@@ -352,8 +388,8 @@ export class DataProductReconciler {
     await records.setBuilds(ref, marked);
     const p = buildProduct(ref, uid, old);
     await runner.deleteRuntimeState(p, { timeoutMs: this.options.stopTimeoutMs });
-    const type = old.spec.target.type;
-    const stillUsed = [marked.active, marked.next].some((b) => b?.spec.target.type === type);
+    const type = storeKind(old.spec);
+    const stillUsed = [marked.active, marked.next].some((b) => b !== undefined && storeKind(b.spec) === type);
     if (stillUsed) {
       await this.provisioner(type).dropBuild(p);
     } else {
@@ -382,7 +418,7 @@ export class DataProductReconciler {
     const next = builds.next!;
     const old = builds.active!;
     const nextProduct = buildProduct(ref, uid, next);
-    const made = await this.provisioner(next.spec.target.type).ensure(
+    const made = await this.provisioner(storeKind(next.spec)).ensure(
       nextProduct,
       await records.password(ref),
       { publish: true, replacing: [buildProduct(ref, uid, old)] },
@@ -526,8 +562,8 @@ export class DataProductReconciler {
       }
       await runner.deleteRuntimeState(ref, { timeoutMs: this.options.stopTimeoutMs });
       const types = new Set(await records.targets(ref));
-      if (this.options.provisioners[product.spec.target.type] !== undefined)
-        types.add(product.spec.target.type);
+      if (this.options.provisioners[storeKind(product.spec)] !== undefined)
+        types.add(storeKind(product.spec));
       await step(
         retain ? 'Removing access; the data is retained.' : 'Removing access and dropping the store.',
       );
@@ -565,22 +601,35 @@ export class DataProductReconciler {
 
   private provisionerFor(spec: DataProductSpec): Provisioner {
     if (spec.target.placement === 'dedicated') {
-      throw new ProvisioningError(
-        'DedicatedPlacementUnsupported',
-        'placement: dedicated needs Kubernetes mode; this Offtake runs embedded. Use placement: shared.',
-        { terminal: true },
-      );
+      if (spec.target.type === 'topic') {
+        throw new ProvisioningError(
+          'DedicatedTopicUnsupported',
+          'A topic is a stream in the event log, which has no dedicated server; use placement: shared for topic targets.',
+          { terminal: true },
+        );
+      }
+      if (this.options.provisioners[storeKind(spec)] === undefined) {
+        throw new ProvisioningError(
+          'DedicatedPlacementUnsupported',
+          'placement: dedicated needs Kubernetes mode; this Offtake runs embedded. Use placement: shared.',
+          { terminal: true },
+        );
+      }
     }
-    return this.provisioner(spec.target.type, true);
+    return this.provisioner(storeKind(spec), true);
   }
 
-  private provisioner(type: TargetType, terminal = false): Provisioner {
-    const provisioner = this.options.provisioners[type];
+  private provisioner(kind: StoreKind, terminal = false): Provisioner {
+    const provisioner = this.options.provisioners[kind];
     if (provisioner === undefined) {
-      const setting = type === 'postgres' ? ' (set OFFTAKE_POSTGRES_URL)' : '';
+      const setting = kind === 'postgres' ? ' (set OFFTAKE_POSTGRES_URL)' : '';
+      const name = kind
+        .split('-')
+        .map((part) => `${part[0].toUpperCase()}${part.slice(1)}`)
+        .join('');
       throw new ProvisioningError(
-        `${type[0].toUpperCase()}${type.slice(1)}NotConfigured`,
-        `This Offtake has no ${type} store configured${setting}.`,
+        `${name}NotConfigured`,
+        `This Offtake has no ${kind.replace('-', ' ')} store configured${setting}.`,
         { terminal },
       );
     }

@@ -1,15 +1,17 @@
 /**
  * The I/O side of dedicated placement: applies what `dedicated.ts` renders with server-side apply
  * (field manager `offtake-operator`), reads the workloads back to judge their readiness, and
- * removes them. The reconciler calls {@link DedicatedPlacement.apply} on every pass (it is
- * idempotent) and shows the readiness on StoreReady: `WaitingForStore`/`WaitingForWorker` are
- * progress reasons, so the product stays Provisioning until both are ready.
+ * removes them — one build at a time, or every build of a product by its labels. The dedicated
+ * provisioner calls {@link DedicatedPlacement.apply} on every pass (it is idempotent) and shows
+ * the readiness on StoreReady: `WaitingForStore`/`WaitingForWorker` are progress reasons, so the
+ * product stays Provisioning until both are ready.
  */
 import type { V1Secret } from '@kubernetes/client-node';
 import type { ProductRef } from '../../worker/pipeline-keys.ts';
 import type { ProductConnection } from '../product-connection.ts';
 import {
   DEFAULT_DEDICATED_OPTIONS,
+  STORE_TYPE_LABEL,
   dedicatedConnection,
   dedicatedNames,
   dedicatedReadiness,
@@ -20,7 +22,7 @@ import {
   type DedicatedStoreType,
 } from './dedicated.ts';
 import type { OwnedKind, OwnedObjects } from './owned-objects.ts';
-import { PRODUCT_LABEL, checkOwnership, isControlledBy } from './ownership.ts';
+import { FIELD_MANAGER, PRODUCT_LABEL, checkOwnership } from './ownership.ts';
 
 /** What {@link DedicatedPlacement.apply} did. */
 export interface AppliedDedicated {
@@ -44,15 +46,16 @@ export class DedicatedPlacement {
   }
 
   /**
-   * Applies the product's objects. The store's password is the one its credentials Secret
-   * already holds (the store was initialised with it), else `password`.
+   * Applies the objects of the product's build. The store's password is the one its credentials
+   * Secret already holds (the store was initialised with it), else `password`.
    */
   async apply(product: DedicatedProduct, password: string): Promise<AppliedDedicated> {
-    const names = dedicatedNames(product.metadata, this.type);
+    const names = dedicatedNames(buildRef(product), this.type);
     const { namespace } = product.metadata;
     const existing = await this.objects.read('Secret', namespace, names.credentials);
     checkOwnership('Secret', existing, product);
     for (const [kind, name] of [
+      ['Secret', names.platform],
       ['Service', names.store],
       ['StatefulSet', names.store],
       ['PodDisruptionBudget', names.store],
@@ -62,12 +65,12 @@ export class DedicatedPlacement {
     }
     const kept = storedPassword(existing);
     const objects = desiredDedicatedObjects(product, kept ?? password, this.options);
+    if (objects.platform !== undefined) await this.objects.apply('Secret', objects.platform);
     await this.objects.apply('Secret', objects.credentials);
     await this.objects.apply('Service', objects.service);
     const statefulSet = await this.objects.apply('StatefulSet', objects.statefulSet);
     await this.objects.apply('PodDisruptionBudget', objects.disruptionBudget);
     const worker = await this.objects.apply('Deployment', objects.worker);
-    await this.prune(product);
     return {
       password: kept ?? password,
       connection: dedicatedConnection(product, kept ?? password),
@@ -75,7 +78,7 @@ export class DedicatedPlacement {
     };
   }
 
-  /** Reads the product's workloads and judges their readiness. */
+  /** Reads the workloads of the product's build and judges their readiness. */
   async readiness(ref: ProductRef): Promise<DedicatedReadiness> {
     const names = dedicatedNames(ref, this.type);
     const [statefulSet, worker] = await Promise.all([
@@ -85,15 +88,17 @@ export class DedicatedPlacement {
     return dedicatedReadiness(statefulSet, worker);
   }
 
-  /** Deletes the worker: nothing writes to the store any more. */
+  /** Deletes the build's worker and its platform settings: nothing writes to its store any more. */
   async removeWorker(ref: ProductRef): Promise<void> {
-    await this.objects.delete('Deployment', ref.namespace, dedicatedNames(ref, this.type).worker);
+    const names = dedicatedNames(ref, this.type);
+    await this.objects.delete('Deployment', ref.namespace, names.worker);
+    await this.objects.delete('Secret', ref.namespace, names.platform);
   }
 
   /**
-   * Deletes the store (StatefulSet, Service, PodDisruptionBudget, credentials). Its volume goes
-   * with it unless the StatefulSet's retention policy keeps it; `retainVolume` sets that policy
-   * first, whatever the spec said when the StatefulSet was applied.
+   * Deletes the build's store (StatefulSet, Service, PodDisruptionBudget, credentials). Its volume
+   * goes with it unless the StatefulSet's retention policy keeps it; `retainVolume` sets that
+   * policy first, whatever the spec said when the StatefulSet was applied.
    */
   async removeStore(ref: ProductRef, opts: { retainVolume: boolean }): Promise<void> {
     const names = dedicatedNames(ref, this.type);
@@ -104,6 +109,44 @@ export class DedicatedPlacement {
     await this.objects.delete('Secret', ref.namespace, names.credentials);
   }
 
+  /**
+   * Deletes the workers of every build of the product (found by its labels, whatever builds the
+   * records remember): its stores stay, unwritten.
+   */
+  async removeWorkers(ref: ProductRef): Promise<void> {
+    for (const kind of ['Deployment', 'Secret'] as const) {
+      for (const name of await this.ownedNames(kind, ref, 'worker'))
+        await this.objects.delete(kind, ref.namespace, name);
+    }
+  }
+
+  /** Deletes every build's store of this type (found by the product's labels), keeping volumes on `retainVolume`. */
+  async removeStores(ref: ProductRef, opts: { retainVolume: boolean }): Promise<void> {
+    if (opts.retainVolume) {
+      for (const name of await this.ownedNames('StatefulSet', ref, 'store'))
+        await this.retainVolume(ref, name);
+    }
+    for (const kind of ['PodDisruptionBudget', 'StatefulSet', 'Service', 'Secret'] as const) {
+      for (const name of await this.ownedNames(kind, ref, 'store'))
+        await this.objects.delete(kind, ref.namespace, name);
+    }
+  }
+
+  /** Names of the product's objects of a kind and component, of this store type (every build). */
+  private async ownedNames(
+    kind: OwnedKind,
+    ref: ProductRef,
+    component: 'store' | 'worker',
+  ): Promise<string[]> {
+    const found = await this.objects.list(
+      kind,
+      ref.namespace,
+      `${PRODUCT_LABEL}=${ref.name},${STORE_TYPE_LABEL}=${this.type},app.kubernetes.io/component=${component},` +
+        `app.kubernetes.io/managed-by=${FIELD_MANAGER}`,
+    );
+    return found.flatMap((object) => (object.metadata?.name === undefined ? [] : [object.metadata.name]));
+  }
+
   private async retainVolume(ref: ProductRef, name: string): Promise<void> {
     const current = await this.objects.read('StatefulSet', ref.namespace, name);
     if (current === undefined || current.spec?.persistentVolumeClaimRetentionPolicy?.whenDeleted === 'Retain')
@@ -112,33 +155,11 @@ export class DedicatedPlacement {
       spec: { persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain' } },
     });
   }
+}
 
-  /**
-   * Deletes objects of the product that it no longer wants: those of another store type after the
-   * target type changed. Only objects controlled by this very product are touched.
-   */
-  private async prune(product: DedicatedProduct): Promise<void> {
-    const { namespace, name } = product.metadata;
-    const keep = dedicatedNames(product.metadata, this.type);
-    const kinds: [OwnedKind, string][] = [
-      ['StatefulSet', keep.store],
-      ['Service', keep.store],
-      ['PodDisruptionBudget', keep.store],
-      ['Secret', keep.credentials],
-    ];
-    for (const [kind, wanted] of kinds) {
-      const found = await this.objects.list(
-        kind,
-        namespace,
-        `${PRODUCT_LABEL}=${name},app.kubernetes.io/component=store`,
-      );
-      for (const object of found) {
-        const objectName = object.metadata?.name;
-        if (objectName !== undefined && objectName !== wanted && isControlledBy(object.metadata, product))
-          await this.objects.delete(kind, namespace, objectName);
-      }
-    }
-  }
+function buildRef(product: DedicatedProduct): ProductRef {
+  const { namespace, name } = product.metadata;
+  return product.build === undefined ? { namespace, name } : { namespace, name, build: product.build };
 }
 
 function storedPassword(secret: V1Secret | undefined): string | undefined {

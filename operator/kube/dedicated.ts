@@ -26,10 +26,20 @@ import type { ProductConnection } from '../product-connection.ts';
 import { ProvisioningError } from '../provisioning-error.ts';
 import { ownedMetadata, productSelector, type OwningProduct } from './ownership.ts';
 
-/** A product as dedicated placement reads it. */
+/**
+ * A product as dedicated placement reads it, and which build of its store: each build (a spec
+ * change seeds a new one beside the current, blue/green) gets a store and a worker of its own.
+ */
 export interface DedicatedProduct extends OwningProduct {
   spec: DataProductSpec;
+  /** The build (absent: 1). */
+  build?: number;
 }
+
+/** Label naming the build an object belongs to; part of every dedicated workload's selector. */
+export const BUILD_LABEL = 'offtake.dev/build';
+/** Label naming the store type (`redis`, `postgres`) a dedicated object serves, worker included. */
+export const STORE_TYPE_LABEL = 'offtake.dev/store';
 
 /** The store engines dedicated placement runs. */
 export type DedicatedStoreType = 'redis' | 'postgres';
@@ -48,8 +58,13 @@ export interface DedicatedOptions {
   postgresResources: V1ResourceRequirements;
   workerResources: V1ResourceRequirements;
   workerReplicas: number;
-  /** Platform settings every dedicated worker gets (e.g. OFFTAKE_REDIS_URL from a Secret). */
+  /** Platform settings every dedicated worker gets (e.g. OFFTAKE_REDIS_PREFIX, OFFTAKE_LOG_LEVEL). */
   workerEnv: V1EnvVar[];
+  /**
+   * The platform Redis URL the worker reads the event log and its queues from. It goes into a
+   * Secret in the product's namespace (`<worker>-platform`), never into the Deployment itself.
+   */
+  platformRedisUrl?: string;
   /** The port of a worker's `/healthz` and `/readyz`. */
   workerHealthPort: number;
 }
@@ -72,6 +87,7 @@ export const DEFAULT_DEDICATED_OPTIONS: DedicatedOptions = Object.freeze({
 export const WORKER_PRODUCT_ENV = 'OFFTAKE_WORKER_PRODUCT';
 export const WORKER_STORE_URI_ENV = 'OFFTAKE_WORKER_STORE_URI';
 export const WORKER_HEALTH_PORT_ENV = 'OFFTAKE_WORKER_HEALTH_PORT';
+export const WORKER_BUILD_ENV = 'OFFTAKE_WORKER_BUILD';
 
 /** The login and database a dedicated store is initialised with (the whole server is the product's). */
 export const DEDICATED_USER = 'offtake';
@@ -96,20 +112,28 @@ export function objectName(productName: string, suffix: string, max = MAX_NAME):
   return `${base.slice(0, max - suffix.length - hash.length - 1).replace(/-+$/, '')}-${hash}${suffix}`;
 }
 
-/** The names of a product's dedicated objects. */
+/** The names of a product build's dedicated objects. */
 export interface DedicatedNames {
-  /** The StatefulSet, its headless Service and its PodDisruptionBudget: `<name>-<type>`. */
+  /** The StatefulSet, its headless Service and its PodDisruptionBudget: `<name>-<type>` (`-b<N>` after build 1). */
   store: string;
   /** The store's credentials Secret: `<store>-credentials`. */
   credentials: string;
-  /** The worker Deployment: `<name>-worker`. */
+  /** The worker Deployment: `<name>-worker` (`-b<N>` after build 1). */
   worker: string;
+  /** The Secret with the worker's platform settings: `<worker>-platform`. */
+  platform: string;
 }
 
-/** The names of a product's dedicated objects for a store type. Named by type, so a type change makes new ones. */
+/**
+ * The names of a product build's dedicated objects for a store type. Named by type and build, so
+ * a type change or a new build makes new ones beside the old.
+ */
 export function dedicatedNames(ref: ProductRef, type: DedicatedStoreType): DedicatedNames {
-  const store = objectName(ref.name, `-${type}`, MAX_STATEFULSET_NAME);
-  return { store, credentials: `${store}-credentials`, worker: objectName(ref.name, '-worker') };
+  const build = ref.build ?? 1;
+  const suffix = build === 1 ? '' : `-b${build}`;
+  const store = objectName(ref.name, `-${type}${suffix}`, MAX_STATEFULSET_NAME);
+  const worker = objectName(ref.name, `-worker${suffix}`, MAX_NAME - '-platform'.length);
+  return { store, credentials: `${store}-credentials`, worker, platform: `${worker}-platform` };
 }
 
 /** The store type of a dedicated product; throws a terminal {@link ProvisioningError} for a topic. */
@@ -125,8 +149,25 @@ export function dedicatedStoreType(spec: DataProductSpec): DedicatedStoreType {
   return type;
 }
 
-function ref(product: OwningProduct): ProductRef {
-  return { namespace: product.metadata.namespace, name: product.metadata.name };
+function ref(product: DedicatedProduct): ProductRef {
+  const { namespace, name } = product.metadata;
+  return product.build === undefined ? { namespace, name } : { namespace, name, build: product.build };
+}
+
+/** The metadata of a dedicated object of a product build: owned, labelled with the build. */
+function buildMetadata(product: DedicatedProduct, name: string, role: { app: string; component: string }) {
+  const metadata = ownedMetadata(product, name, role);
+  metadata.labels = {
+    ...metadata.labels,
+    [BUILD_LABEL]: String(product.build ?? 1),
+    [STORE_TYPE_LABEL]: dedicatedStoreType(product.spec),
+  };
+  return metadata;
+}
+
+/** The selector of a product build's pods of one component (builds run side by side). */
+function buildSelector(product: DedicatedProduct, component: string): Record<string, string> {
+  return { ...productSelector(product, component), [BUILD_LABEL]: String(product.build ?? 1) };
 }
 
 function storeRole(type: DedicatedStoreType) {
@@ -136,7 +177,7 @@ function storeRole(type: DedicatedStoreType) {
 const WORKER_ROLE = { app: 'offtake-worker', component: 'worker' };
 
 /** The in-cluster host name of a product's store: its headless Service. */
-export function storeHost(product: OwningProduct, type: DedicatedStoreType): string {
+export function storeHost(product: DedicatedProduct, type: DedicatedStoreType): string {
   return `${dedicatedNames(ref(product), type).store}.${product.metadata.namespace}.svc`;
 }
 
@@ -177,7 +218,7 @@ export function desiredCredentialsSecret(product: DedicatedProduct, password: st
   const names = dedicatedNames(ref(product), type);
   const connection = dedicatedConnection(product, password);
   return credentialsSecret({
-    metadata: ownedMetadata(product, names.credentials, storeRole(type)),
+    metadata: buildMetadata(product, names.credentials, storeRole(type)),
     values: { user: connection.user, password, uri: connection.uri },
   });
 }
@@ -186,8 +227,8 @@ function storeInput(product: DedicatedProduct, options: DedicatedOptions): Store
   const type = dedicatedStoreType(product.spec);
   const names = dedicatedNames(ref(product), type);
   return {
-    metadata: ownedMetadata(product, names.store, storeRole(type)),
-    selector: productSelector(product, 'store'),
+    metadata: buildMetadata(product, names.store, storeRole(type)),
+    selector: buildSelector(product, 'store'),
     serviceName: names.store,
     credentialsSecret: names.credentials,
     image: type === 'redis' ? options.redisImage : options.postgresImage,
@@ -213,8 +254,8 @@ export function desiredService(product: DedicatedProduct): V1Service {
   const type = dedicatedStoreType(product.spec);
   const names = dedicatedNames(ref(product), type);
   return storeService({
-    metadata: ownedMetadata(product, names.store, storeRole(type)),
-    selector: productSelector(product, 'store'),
+    metadata: buildMetadata(product, names.store, storeRole(type)),
+    selector: buildSelector(product, 'store'),
     port: type === 'redis' ? { name: 'redis', port: REDIS_PORT } : { name: 'postgres', port: POSTGRES_PORT },
   });
 }
@@ -223,8 +264,8 @@ export function desiredService(product: DedicatedProduct): V1Service {
 export function desiredPodDisruptionBudget(product: DedicatedProduct): V1PodDisruptionBudget {
   const type = dedicatedStoreType(product.spec);
   return storeDisruptionBudget({
-    metadata: ownedMetadata(product, dedicatedNames(ref(product), type).store, storeRole(type)),
-    selector: productSelector(product, 'store'),
+    metadata: buildMetadata(product, dedicatedNames(ref(product), type).store, storeRole(type)),
+    selector: buildSelector(product, 'store'),
   });
 }
 
@@ -236,15 +277,19 @@ export function desiredWorkerDeployment(
   const type = dedicatedStoreType(product.spec);
   const names = dedicatedNames(ref(product), type);
   return workerDeployment({
-    metadata: ownedMetadata(product, names.worker, WORKER_ROLE),
-    selector: productSelector(product, 'worker'),
+    metadata: buildMetadata(product, names.worker, WORKER_ROLE),
+    selector: buildSelector(product, 'worker'),
     image: options.image,
     imagePullPolicy: options.imagePullPolicy,
     replicas: options.workerReplicas,
     env: [
       ...options.workerEnv,
       { name: WORKER_PRODUCT_ENV, value: `${product.metadata.namespace}/${product.metadata.name}` },
+      { name: WORKER_BUILD_ENV, value: String(product.build ?? 1) },
       secretEnv(WORKER_STORE_URI_ENV, names.credentials, 'uri'),
+      ...(options.platformRedisUrl === undefined
+        ? []
+        : [secretEnv('OFFTAKE_REDIS_URL', names.platform, 'redisUrl')]),
       { name: WORKER_HEALTH_PORT_ENV, value: String(options.workerHealthPort) },
     ],
     resources: options.workerResources,
@@ -252,8 +297,19 @@ export function desiredWorkerDeployment(
   });
 }
 
-/** Everything a dedicated product gets, in the order to apply it (the Secret before its readers). */
+/** The Secret with a dedicated worker's platform settings (the platform Redis URL). Pure. */
+export function desiredPlatformSecret(product: DedicatedProduct, redisUrl: string): V1Secret {
+  const names = dedicatedNames(ref(product), dedicatedStoreType(product.spec));
+  return credentialsSecret({
+    metadata: buildMetadata(product, names.platform, WORKER_ROLE),
+    values: { redisUrl },
+  });
+}
+
+/** Everything a dedicated product gets, in the order to apply it (the Secrets before their readers). */
 export interface DedicatedObjects {
+  /** The worker's platform settings; absent when no platform Redis URL is configured. */
+  platform?: V1Secret;
   credentials: V1Secret;
   service: V1Service;
   statefulSet: V1StatefulSet;
@@ -268,6 +324,9 @@ export function desiredDedicatedObjects(
   options: DedicatedOptions = DEFAULT_DEDICATED_OPTIONS,
 ): DedicatedObjects {
   return {
+    ...(options.platformRedisUrl === undefined
+      ? {}
+      : { platform: desiredPlatformSecret(product, options.platformRedisUrl) }),
     credentials: desiredCredentialsSecret(product, password),
     service: desiredService(product),
     statefulSet: desiredStatefulSet(product, options),

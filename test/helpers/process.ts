@@ -14,9 +14,9 @@ export interface ApiProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Starts `offtake api --port 0` and waits for its "listening" log line. */
-export async function startApiProcess(env: Record<string, string>): Promise<ApiProcess> {
-  const child = spawn(process.execPath, [CLI, 'api', '--port', '0', '--host', '127.0.0.1'], {
+/** Starts `offtake api --port 0` (plus `args`) and waits for its "listening" log line. */
+export async function startApiProcess(env: Record<string, string>, args: string[] = []): Promise<ApiProcess> {
+  const child = spawn(process.execPath, [CLI, 'api', '--port', '0', '--host', '127.0.0.1', ...args], {
     env: { ...process.env, OFFTAKE_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -4,7 +4,8 @@
  * server's validation under server-side apply (field manager offtake-operator), carry the
  * product's real uid as controller owner, re-apply as a no-op, keep the store's password, and
  * report ready only once the test marks the workloads ready through their status subresource (no
- * controllers run here). A target type change prunes the old store's objects.
+ * controllers run here). Another build's objects stand beside the first's; removing one store
+ * type's objects leaves another's.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -243,31 +244,52 @@ describe('dedicated placement on a real kube-apiserver', () => {
     assert.equal(secret.metadata.ownerReferences, undefined);
   });
 
-  it('prunes the old store when the target type changes', async () => {
+  it('gives another build objects of its own, and removes one store type without touching another', async () => {
     const postgres = new DedicatedPlacement(objects, 'postgres');
-    const changed = { ...product, spec: dedicatedSpec('postgres') };
-    await postgres.apply(changed, 'pw');
-    const names = await kubectlOk(cp, [
+    // A spec change to a postgres target: build 2 runs beside build 1 until the switch.
+    await postgres.apply({ ...product, spec: dedicatedSpec('postgres'), build: 2 }, 'pw');
+    const both = await kubectlOk(cp, [
       'get',
-      'statefulsets,services,pdb,secrets',
+      'statefulsets,deployments',
       '-n',
       NAMESPACE,
       '-l',
-      'offtake.dev/product=eu-orders,app.kubernetes.io/component=store',
+      'offtake.dev/product=eu-orders',
+      '-o',
+      'name',
+    ]);
+    assert.deepEqual(both.trim().split('\n').sort(), [
+      'deployment.apps/eu-orders-worker',
+      'deployment.apps/eu-orders-worker-b2',
+      'statefulset.apps/eu-orders-postgres-b2',
+      'statefulset.apps/eu-orders-redis',
+    ]);
+    // Build 1's redis goes: every redis object of the product, nothing of the postgres build.
+    await redis.removeWorkers(product.metadata);
+    await redis.removeStores(product.metadata, { retainVolume: false });
+    const names = await kubectlOk(cp, [
+      'get',
+      'statefulsets,services,pdb,secrets,deployments',
+      '-n',
+      NAMESPACE,
+      '-l',
+      'offtake.dev/product=eu-orders',
       '-o',
       'name',
     ]);
     assert.deepEqual(names.trim().split('\n').sort(), [
-      'poddisruptionbudget.policy/eu-orders-postgres',
-      'secret/eu-orders-postgres-credentials',
-      'service/eu-orders-postgres',
-      'statefulset.apps/eu-orders-postgres',
+      'deployment.apps/eu-orders-worker-b2',
+      'poddisruptionbudget.policy/eu-orders-postgres-b2',
+      'secret/eu-orders-postgres-b2-credentials',
+      'service/eu-orders-postgres-b2',
+      'statefulset.apps/eu-orders-postgres-b2',
     ]);
   });
 
   it('removes the store, keeping its volume on Retain', async () => {
     const postgres = new DedicatedPlacement(objects, 'postgres');
-    const names = dedicatedNames(product.metadata, 'postgres');
+    const build2 = { ...product.metadata, build: 2 };
+    const names = dedicatedNames(build2, 'postgres');
     const sts = await getJson<Stored>(cp, ['statefulset', names.store, '-n', NAMESPACE]);
     assert.deepEqual(
       (sts.spec as { persistentVolumeClaimRetentionPolicy: unknown }).persistentVolumeClaimRetentionPolicy,
@@ -287,8 +309,8 @@ describe('dedicated placement on a real kube-apiserver', () => {
       '-p',
       '{"metadata":{"finalizers":["test.offtake.dev/hold"]}}',
     ]);
-    await postgres.removeWorker(product.metadata);
-    await postgres.removeStore(product.metadata, { retainVolume: true });
+    await postgres.removeWorker(build2);
+    await postgres.removeStore(build2, { retainVolume: true });
     const deleted = await getJson<Stored & { metadata: { deletionTimestamp?: string } }>(cp, [
       'statefulset',
       names.store,

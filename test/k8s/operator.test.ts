@@ -33,6 +33,7 @@ import {
   waitFor,
   type OrderRow,
 } from '../operator-helpers.ts';
+import { startApiProcess } from '../helpers/process.ts';
 import { kubeConfigFor, startControlPlane, type ControlPlane } from './control-plane.ts';
 import { createNamespace, installCrd } from './k8s-helpers.ts';
 
@@ -297,5 +298,44 @@ describe('operator in Kubernetes mode, through kubectl', () => {
     ]);
     assert.equal(deleted.code, 0, deleted.stderr);
     assert.deepEqual(await leftovers(redis, pool, prefix, { namespace, name: 'eu-cache-2' }), []);
+  });
+
+  it('offtake api --kubernetes: a product submitted over HTTP is a DataProduct in the cluster', async () => {
+    const api = await startApiProcess(
+      {
+        OFFTAKE_REDIS_URL: TEST_REDIS_URL,
+        OFFTAKE_REDIS_PREFIX: prefix,
+        OFFTAKE_EVENTLOG_DURABILITY: 'none',
+      },
+      ['--kubernetes', '--kubeconfig', cp.kubeconfigPath],
+    );
+    try {
+      const path = `${api.url}/v1/namespaces/${namespace}/dataproducts`;
+      const created = await fetch(path, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          apiVersion: 'offtake.dev/v1alpha1',
+          kind: 'DataProduct',
+          metadata: { name: 'eu-http' },
+          spec: orderSpec('redis'),
+        }),
+      });
+      assert.equal(created.status, 201, await created.clone().text());
+      // The operator watches the cluster: the HTTP submission reaches it and goes Ready.
+      assert.ok((await kubectlGet('eu-http')) !== null, 'kubectl sees the product');
+      await waitFor(() => readyOrWhy('eu-http'), 'eu-http Ready', 90_000);
+      const read = (await (await fetch(`${path}/eu-http`)).json()) as KubectlProduct;
+      assert.equal(read.status?.phase, 'Ready');
+      const connection = await fetch(`${path}/eu-http/connection`);
+      assert.equal(connection.status, 200);
+      assert.match(((await connection.json()) as { uri: string }).uri, /^redis:\/\//);
+      const gone = await fetch(`${path}/eu-http`, { method: 'DELETE' });
+      assert.equal(gone.status, 202);
+      await waitFor(async () => (await kubectlGet('eu-http')) === null, 'eu-http deleted in the cluster');
+      assert.deepEqual(await leftovers(redis, pool, prefix, { namespace, name: 'eu-http' }), []);
+    } finally {
+      await api.stop();
+    }
   });
 });
