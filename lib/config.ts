@@ -2,6 +2,7 @@
  * Offtake's configuration: read once from the environment (and CLI flags) into a typed,
  * frozen object, then passed to whatever needs it. No other module reads `process.env`.
  */
+import { checkProductRef } from '../worker/pipeline-keys.ts';
 
 /** Everything a running Offtake process can be configured with. */
 export interface OfftakeConfig {
@@ -41,6 +42,21 @@ export interface WorkerConfig {
   readonly tailConcurrency: number;
   /** Events read per batch while seeding. */
   readonly seedBatchSize: number;
+  /**
+   * Dedicated mode: the one product this worker serves (OFFTAKE_WORKER_PRODUCT,
+   * `<namespace>/<name>`); it then takes only that product build's queues. Absent: a shared worker.
+   */
+  readonly product?: { readonly namespace: string; readonly name: string };
+  /** The build of {@link product} served (OFFTAKE_WORKER_BUILD, default 1); set only with a product. */
+  readonly build?: number;
+  /**
+   * The URI of the dedicated product's own store (OFFTAKE_WORKER_STORE_URI: `redis://`,
+   * `rediss://`, `postgres://` or `postgresql://`); set exactly when {@link product} is. It holds
+   * a password: never log it or put it in a message.
+   */
+  readonly storeUri?: string;
+  /** Port of the worker's `/healthz` and `/readyz` (OFFTAKE_WORKER_HEALTH_PORT); no health server when absent. */
+  readonly healthPort?: number;
 }
 
 /** What "acknowledged" means for an append, and the event log's limits. */
@@ -118,6 +134,65 @@ function positive(name: string, value: number): number {
   return value;
 }
 
+function portSetting(name: string, raw: string | undefined): number | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1 || value > 65535) {
+    throw new Error(`${name} must be a port number (1-65535), got ${JSON.stringify(raw)}`);
+  }
+  return value;
+}
+
+function productSetting(raw: string | undefined): WorkerConfig['product'] {
+  if (raw === undefined || raw === '') return undefined;
+  const parts = raw.split('/');
+  const problem = `OFFTAKE_WORKER_PRODUCT must be <namespace>/<name>, both DNS-1123 labels (lower-case letters, digits and "-"), got ${JSON.stringify(raw)}`;
+  if (parts.length !== 2) throw new Error(problem);
+  const [namespace, name] = parts;
+  try {
+    checkProductRef({ namespace, name });
+  } catch {
+    throw new Error(problem);
+  }
+  return Object.freeze({ namespace, name });
+}
+
+function healthSettings(env: Record<string, string | undefined>): Pick<WorkerConfig, 'healthPort'> {
+  const healthPort = portSetting('OFFTAKE_WORKER_HEALTH_PORT', env.OFFTAKE_WORKER_HEALTH_PORT);
+  return healthPort === undefined ? {} : { healthPort };
+}
+
+/** URI schemes of the stores a dedicated worker writes to. */
+const STORE_URI_SCHEME = /^(rediss?|postgres(ql)?):\/\/./i;
+
+/** The dedicated-mode settings: all or nothing, so a half-configured worker does not start as a shared one. */
+function dedicatedSettings(
+  env: Record<string, string | undefined>,
+): Pick<WorkerConfig, 'product' | 'build' | 'storeUri'> {
+  const product = productSetting(env.OFFTAKE_WORKER_PRODUCT);
+  const storeUri = env.OFFTAKE_WORKER_STORE_URI || undefined;
+  const rawBuild = env.OFFTAKE_WORKER_BUILD || undefined;
+  if (product === undefined) {
+    // The names only: the URI holds a password.
+    if (storeUri !== undefined)
+      throw new Error('OFFTAKE_WORKER_STORE_URI is set without OFFTAKE_WORKER_PRODUCT');
+    if (rawBuild !== undefined) throw new Error('OFFTAKE_WORKER_BUILD is set without OFFTAKE_WORKER_PRODUCT');
+    return {};
+  }
+  if (storeUri === undefined) {
+    throw new Error(
+      "OFFTAKE_WORKER_STORE_URI must be set with OFFTAKE_WORKER_PRODUCT (the product's own store)",
+    );
+  }
+  if (!STORE_URI_SCHEME.test(storeUri)) {
+    throw new Error(
+      'OFFTAKE_WORKER_STORE_URI must be a redis://, rediss://, postgres:// or postgresql:// URI',
+    );
+  }
+  const build = positive('OFFTAKE_WORKER_BUILD', intSetting('OFFTAKE_WORKER_BUILD', rawBuild, 1));
+  return { product, build, storeUri };
+}
+
 /** Reads the configuration from an environment map (normally `process.env`), then applies overrides. */
 export function loadConfig(
   env: Record<string, string | undefined>,
@@ -192,6 +267,8 @@ export function loadConfig(
         'OFFTAKE_WORKER_SEED_BATCH_SIZE',
         intSetting('OFFTAKE_WORKER_SEED_BATCH_SIZE', env.OFFTAKE_WORKER_SEED_BATCH_SIZE, w.seedBatchSize),
       ),
+      ...dedicatedSettings(env),
+      ...healthSettings(env),
     }),
   };
   const defined = Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined));

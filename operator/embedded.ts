@@ -18,11 +18,21 @@ import {
 import type { OfftakeConfig } from '../lib/config.ts';
 import type { Logger } from '../lib/logger.ts';
 import { RedisResourceStore } from '../lib/resource-store/redis-resource-store.ts';
+import { startHealthServer, type ReadinessCheck } from '../worker/health-server.ts';
+import { pipelineQueues } from '../worker/pipeline-keys.ts';
+import type { SinkFactory } from '../worker/pipeline-worker.ts';
 import { redisConnector } from '../worker/redis-connector.ts';
 import { runWorkerProcess, type RunningWorker } from '../worker/worker-process.ts';
 import type { DataProductController } from './controller.ts';
 import { startOperatorParts, workerSettings, type OperatorTuning } from './operator-parts.ts';
-import { productSinkFactory, type ProductSinkDeps } from './product-sinks.ts';
+import {
+  checkDedicatedStore,
+  closeDedicatedStore,
+  dedicatedSinkFactory,
+  openDedicatedStore,
+  productSinkFactory,
+  type DedicatedStore,
+} from './product-sinks.ts';
 
 /** Tuning of the embedded parts (tests shorten timings); configuration proper comes from {@link OfftakeConfig}. */
 export interface EmbeddedOptions extends OperatorTuning {
@@ -136,35 +146,104 @@ async function startParts(
   return { server, port, url: `http://${host}:${port}`, controller, close: closeAll };
 }
 
+/** How long a readiness answer is reused (probes of several kinds come close together), in ms. */
+const READINESS_CACHE_MS = 2000;
+/** How long the dedicated store may take to answer a readiness check, in ms. */
+const STORE_CHECK_TIMEOUT_MS = 1000;
+
+/** What a worker's readiness depends on, filled in as the process starts. */
+interface WorkerHealthParts {
+  started: boolean;
+  redis?: Redis;
+  /** Dedicated mode: the product build's store, and its URI (for masking it in messages). */
+  store?: { connection: DedicatedStore; uri: string };
+}
+
 /**
- * `offtake worker`: pipeline workers in a process of their own, writing into the same shared
- * stores, under the same names, as the workers of `offtake up` (so either may take any job).
- * Drains and exits on SIGTERM/SIGINT.
+ * Ready: the worker has started, the platform Redis is connected and, in dedicated mode, the
+ * product's store answers. Answers are reused for {@link READINESS_CACHE_MS}.
+ */
+function workerReadiness(parts: WorkerHealthParts): ReadinessCheck {
+  const check = async (): Promise<true | string> => {
+    if (!parts.started) return 'the worker has not started yet';
+    const status = parts.redis?.status ?? 'not connected';
+    if (status !== 'ready') return `the platform Redis is not connected (${status})`;
+    if (parts.store === undefined) return true;
+    const { connection, uri } = parts.store;
+    return (await checkDedicatedStore(connection, uri, STORE_CHECK_TIMEOUT_MS)) ?? true;
+  };
+  let cached: { at: number; answer: Promise<true | string> } | undefined;
+  return () => {
+    const now = Date.now();
+    if (cached === undefined || now - cached.at >= READINESS_CACHE_MS) cached = { at: now, answer: check() };
+    return cached.answer;
+  };
+}
+
+/**
+ * `offtake worker`: pipeline workers in a process of their own. Shared (the default): they write
+ * into the same shared stores, under the same names, as the workers of `offtake up` (so either
+ * may take any job). Dedicated (OFFTAKE_WORKER_PRODUCT set): they take only that product build's
+ * queues and write to its own store at OFFTAKE_WORKER_STORE_URI. With OFFTAKE_WORKER_HEALTH_PORT,
+ * `/healthz` and `/readyz` answer on that port. Drains and exits on SIGTERM/SIGINT.
  */
 export async function startWorkerProcess(config: OfftakeConfig, logger: Logger): Promise<RunningWorker> {
-  const redis = await connectRedis(config.redisUrl, logger);
+  const { product, build, storeUri, healthPort } = config.worker;
+  const served = product === undefined ? undefined : { ...product, build: build ?? 1 };
+  const parts: WorkerHealthParts = { started: false };
+  // Listening first: liveness answers while the rest starts, and readiness says what is missing.
+  const health =
+    healthPort === undefined
+      ? undefined
+      : await startHealthServer({ port: healthPort, ready: workerReadiness(parts) });
+  let redis: Redis | undefined;
   let pool: pg.Pool | undefined;
+  let store: DedicatedStore | undefined;
   try {
-    pool = config.postgresUrl === undefined ? undefined : await connectPostgres(config.postgresUrl, logger);
+    redis = await connectRedis(config.redisUrl, logger);
+    parts.redis = redis;
+    if (served !== undefined && storeUri !== undefined) {
+      // The product's store is its own; the platform's Postgres is never written here.
+      store = openDedicatedStore(storeUri, logger);
+      parts.store = { connection: store, uri: storeUri };
+    } else if (config.postgresUrl !== undefined) {
+      pool = await connectPostgres(config.postgresUrl, logger);
+    }
     const eventLog = await createEventLog(redis, config);
-    const sinks: ProductSinkDeps = { redis, pool, eventLog, platformPrefix: config.redisPrefix };
-    const openPool = pool;
-    return await runWorkerProcess({
+    const sinkFactory: SinkFactory =
+      served === undefined || store === undefined
+        ? productSinkFactory({ redis, pool, eventLog, platformPrefix: config.redisPrefix })
+        : dedicatedSinkFactory({ product: served, store });
+    logger.info(
+      served === undefined
+        ? { mode: 'shared' }
+        : { mode: 'dedicated', product: `${served.namespace}/${served.name}`, build: served.build },
+      'offtake worker mode',
+    );
+    const [openRedis, openPool, openStore] = [redis, pool, store];
+    const running = await runWorkerProcess({
       ...workerSettings(config),
+      ...(served === undefined ? {} : { queues: pipelineQueues(served, true) }),
       connect: redisConnector(config.redisUrl),
       eventLog,
       logger,
       prefix: config.redisPrefix,
-      sinkFactory: productSinkFactory(sinks),
+      sinkFactory,
       onShutdown: async () => {
+        await health?.close();
         await eventLog.close();
         await openPool?.end();
-        redis.disconnect();
+        if (openStore !== undefined) await closeDedicatedStore(openStore);
+        openRedis.disconnect();
       },
     });
+    parts.started = true;
+    return running;
   } catch (err) {
+    await health?.close().catch(() => undefined);
     await pool?.end().catch(() => undefined);
-    redis.disconnect();
+    if (store !== undefined) await closeDedicatedStore(store).catch(() => undefined);
+    redis?.disconnect();
     throw err;
   }
 }

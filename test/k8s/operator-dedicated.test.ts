@@ -1,0 +1,333 @@
+/**
+ * Dedicated placement driven by the operator, end to end on a real kube-apiserver: `kubectl
+ * apply` of a `placement: dedicated` redis product makes its server (StatefulSet, Service,
+ * credentials), its PodDisruptionBudget, its worker Deployment and the worker's platform Secret,
+ * all owned by the product; StoreReady waits for the StatefulSet and then the Deployment (marked
+ * ready here through the status subresource: no kubelet runs); the connection Secret points at
+ * the product's own server; the seed waits, visibly, for the dedicated worker. The worker then
+ * runs as the Deployment's pod would — `offtake worker` with the Deployment's environment, the
+ * Secrets it names resolved — against a stand-in for the product's server (a database of the
+ * test Redis): the product goes Ready with exactly the expected records, and shared workers take
+ * none of its jobs. `kubectl delete` removes every object and releases the product.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import type { V1Deployment, V1Secret } from '@kubernetes/client-node';
+import { Redis } from 'ioredis';
+import { stringify } from 'yaml';
+import type { DataProductSpec, DataProductStatus } from '../../crds/generated/types.ts';
+import { createEventLog } from '../../api/server.ts';
+import { DEFAULT_CONFIG, loadConfig, type OfftakeConfig } from '../../lib/config.ts';
+import type { RedisEventLog } from '../../lib/eventlog/redis-event-log.ts';
+import { createLogger } from '../../lib/logger.ts';
+import { DEFAULT_DEDICATED_OPTIONS, dedicatedNames } from '../../operator/kube/dedicated.ts';
+import { startKubernetesOperator, type RunningKubernetesOperator } from '../../operator/kubernetes.ts';
+import { FINALIZER } from '../../operator/reconciler.ts';
+import { CLI } from '../helpers/process.ts';
+import { dropPrefix, testRedis, TEST_REDIS_URL, uniquePrefix } from '../helpers/redis.ts';
+import {
+  condition,
+  expectedOrders,
+  orderEvents,
+  orderSpec,
+  scanKeys,
+  waitFor,
+  type OrderRow,
+} from '../operator-helpers.ts';
+import { kubeConfigFor, startControlPlane, type ControlPlane } from './control-plane.ts';
+import { createNamespace, installCrd } from './k8s-helpers.ts';
+
+/** The test Redis database standing in for the product's own server. */
+const STORE_DB = 7;
+const NAME = 'eu-dedicated';
+
+interface KubectlProduct {
+  metadata: { name: string; uid: string; generation: number; finalizers?: string[] };
+  status?: DataProductStatus;
+}
+
+interface Owned {
+  metadata: {
+    name: string;
+    labels?: Record<string, string>;
+    ownerReferences?: { kind: string; name: string; uid: string; controller?: boolean }[];
+  };
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  server.close();
+  return port;
+}
+
+describe('dedicated placement through the operator, on a real kube-apiserver', () => {
+  let cp: ControlPlane;
+  let redis: Redis;
+  let store: Redis;
+  let prefix: string;
+  let namespace: string;
+  let config: OfftakeConfig;
+  let eventLog: RedisEventLog;
+  let operator: RunningKubernetesOperator | undefined;
+  let worker: ChildProcess | undefined;
+  let workerOutput = '';
+
+  const kubectlJson = async <T>(args: string[]): Promise<T | null> => {
+    const got = await cp.kubectl([...args, '-n', namespace, '-o', 'json']);
+    if (got.code !== 0) {
+      if (/NotFound|not found/.test(got.stderr)) return null;
+      throw new Error(`kubectl ${args.join(' ')}: ${got.stderr}`);
+    }
+    return JSON.parse(got.stdout) as T;
+  };
+  const product = () => kubectlJson<KubectlProduct>(['get', 'dataproduct', NAME]);
+  const reasonOf = async (type: string): Promise<string | undefined> =>
+    condition((await product())?.status, type)?.reason;
+
+  const markReady = async (kind: 'statefulset' | 'deployment', name: string): Promise<void> => {
+    const object = await kubectlJson<{ metadata: { generation: number } }>(['get', kind, name]);
+    assert.ok(object !== null, `${kind} ${name} exists`);
+    const status =
+      kind === 'statefulset'
+        ? {
+            observedGeneration: object.metadata.generation,
+            replicas: 1,
+            readyReplicas: 1,
+            availableReplicas: 1,
+            currentReplicas: 1,
+            updatedReplicas: 1,
+            currentRevision: `${name}-1`,
+            updateRevision: `${name}-1`,
+          }
+        : {
+            observedGeneration: object.metadata.generation,
+            replicas: 1,
+            updatedReplicas: 1,
+            readyReplicas: 1,
+            availableReplicas: 1,
+          };
+    const patched = await cp.kubectl([
+      'patch',
+      kind,
+      name,
+      '-n',
+      namespace,
+      '--subresource=status',
+      '--type=merge',
+      '-p',
+      JSON.stringify({ status }),
+    ]);
+    assert.equal(patched.code, 0, patched.stderr);
+  };
+
+  /** The worker container's environment as its pod would see it: values, and Secret keys resolved. */
+  const podEnvironment = async (deployment: V1Deployment): Promise<Record<string, string>> => {
+    const env: Record<string, string> = {};
+    for (const variable of deployment.spec?.template.spec?.containers[0].env ?? []) {
+      if (variable.value !== undefined) env[variable.name] = variable.value;
+      const ref = variable.valueFrom?.secretKeyRef;
+      if (ref === undefined) continue;
+      const secret = await kubectlJson<V1Secret>(['get', 'secret', ref.name!]);
+      assert.ok(secret?.data?.[ref.key] !== undefined, `Secret ${ref.name} holds ${ref.key}`);
+      env[variable.name] = Buffer.from(secret.data[ref.key], 'base64').toString('utf8');
+    }
+    return env;
+  };
+
+  const storeRows = async (): Promise<Map<string, OrderRow>> => {
+    const rows = new Map<string, OrderRow>();
+    for (const key of expectedOrders(300).keys()) {
+      const hash = await store.hgetall(`records:${key}`);
+      if (Object.keys(hash).length > 0) {
+        rows.set(key, { customer: hash.customer, amount: Number(hash.amount), status: hash.status });
+      }
+    }
+    return rows;
+  };
+
+  before(async () => {
+    cp = await startControlPlane();
+    await installCrd(cp);
+    namespace = await createNamespace(cp, 'ded');
+    redis = testRedis();
+    store = new Redis(`${TEST_REDIS_URL.replace(/\/\d*$/, '')}/${STORE_DB}`);
+    prefix = uniquePrefix('k8s-dedicated');
+    config = loadConfig(
+      {},
+      {
+        redisUrl: TEST_REDIS_URL,
+        redisPrefix: prefix,
+        eventLog: { ...DEFAULT_CONFIG.eventLog, durability: 'none' },
+      },
+    );
+    eventLog = await createEventLog(redis, config);
+    await eventLog.append('orders', orderEvents(0, 300));
+    operator = await startKubernetesOperator(config, createLogger('silent'), {
+      kubeConfig: kubeConfigFor(cp),
+      controller: { backoff: { baseDelayMs: 100, maxDelayMs: 2000 } },
+      reconciler: { statusIntervalMs: 500, progressIntervalMs: 300, storeWaitMs: 300 },
+      runner: { chunkEvents: 100, stopTimeoutMs: 10_000, waitingGraceMs: 300 },
+      dedicated: {
+        ...DEFAULT_DEDICATED_OPTIONS,
+        image: 'registry.example/offtake:test',
+        platformRedisUrl: TEST_REDIS_URL,
+        workerEnv: [
+          { name: 'OFFTAKE_REDIS_PREFIX', value: prefix },
+          { name: 'OFFTAKE_EVENTLOG_DURABILITY', value: 'none' },
+        ],
+      },
+    });
+  });
+
+  after(async () => {
+    if (worker?.exitCode === null) worker.kill('SIGKILL');
+    await operator?.close();
+    await eventLog?.close();
+    if (store !== undefined) {
+      const keys = await scanKeys(store, 'records*');
+      if (keys.length > 0) await store.del(...keys);
+      store.disconnect();
+    }
+    if (redis !== undefined) {
+      await dropPrefix(redis, prefix);
+      redis.disconnect();
+    }
+    await cp?.stop();
+  });
+
+  it('makes the server and the worker, owned by the product, and waits for them to run', async () => {
+    const shared = orderSpec('redis');
+    const spec: DataProductSpec = { ...shared, target: { ...shared.target, placement: 'dedicated' } };
+    const manifest = stringify({
+      apiVersion: 'offtake.dev/v1alpha1',
+      kind: 'DataProduct',
+      metadata: { name: NAME, namespace },
+      spec,
+    });
+    const applied = await cp.kubectl(['apply', '-f', '-'], manifest);
+    assert.equal(applied.code, 0, applied.stderr);
+
+    await waitFor(
+      async () => (await reasonOf('StoreReady')) === 'WaitingForStore',
+      'StoreReady WaitingForStore',
+    );
+    const created = (await product())!;
+    assert.deepEqual(created.metadata.finalizers, [FINALIZER]);
+    assert.equal(created.status?.phase, 'Provisioning');
+
+    const names = dedicatedNames({ namespace, name: NAME }, 'redis');
+    const objects: [string, string][] = [
+      ['statefulset', names.store],
+      ['service', names.store],
+      ['poddisruptionbudget', names.store],
+      ['secret', names.credentials],
+      ['secret', names.platform],
+      ['deployment', names.worker],
+    ];
+    for (const [kind, name] of objects) {
+      const object = await kubectlJson<Owned>(['get', kind, name]);
+      assert.ok(object !== null, `${kind} ${name} exists`);
+      const [owner] = object.metadata.ownerReferences ?? [];
+      assert.deepEqual(
+        { kind: owner?.kind, name: owner?.name, uid: owner?.uid, controller: owner?.controller },
+        { kind: 'DataProduct', name: NAME, uid: created.metadata.uid, controller: true },
+        `${kind} ${name} is owned by the product`,
+      );
+      assert.equal(object.metadata.labels?.['offtake.dev/product'], NAME);
+    }
+    // The platform's Redis URL reaches the worker through a Secret, never the Deployment itself.
+    const deployment = (await kubectlJson<V1Deployment>(['get', 'deployment', names.worker]))!;
+    assert.doesNotMatch(JSON.stringify(deployment.spec), /redis:\/\//);
+
+    await markReady('statefulset', names.store);
+    await waitFor(
+      async () => (await reasonOf('StoreReady')) === 'WaitingForWorker',
+      'StoreReady WaitingForWorker',
+    );
+    await markReady('deployment', names.worker);
+    await waitFor(
+      async () => (await product())?.status?.connection?.secretRef !== undefined,
+      'the store ready',
+    );
+    const ready = (await product())!;
+    assert.equal(condition(ready.status, 'StoreReady')?.status, 'True');
+
+    // Readers get the product's own server.
+    const secretName = ready.status?.connection?.secretRef?.name ?? '';
+    await waitFor(
+      async () => (await kubectlJson<V1Secret>(['get', 'secret', secretName])) !== null,
+      'the Secret',
+    );
+    const connection = (await kubectlJson<V1Secret>(['get', 'secret', secretName]))!;
+    const uri = Buffer.from(connection.data!.uri, 'base64').toString('utf8');
+    assert.match(uri, new RegExp(`^redis://default:[^@]+@${names.store}\\.${namespace}\\.svc:6379/0$`));
+    assert.equal(Buffer.from(connection.data!.keyPrefix, 'base64').toString('utf8'), 'records:');
+
+    // No pod runs the worker here: the seed says what it waits for.
+    await waitFor(async () => (await reasonOf('Seeded')) === 'NoWorkers', 'Seeded NoWorkers');
+    assert.match(condition((await product())!.status, 'Ready')?.message ?? '', /dedicated worker/);
+    assert.equal((await storeRows()).size, 0, 'no shared worker wrote its records');
+  });
+
+  it('goes Ready once its worker runs as the Deployment says, with exactly the right records', async () => {
+    const names = dedicatedNames({ namespace, name: NAME }, 'redis');
+    const deployment = (await kubectlJson<V1Deployment>(['get', 'deployment', names.worker]))!;
+    const env = await podEnvironment(deployment);
+    assert.equal(env.OFFTAKE_WORKER_PRODUCT, `${namespace}/${NAME}`);
+    assert.equal(env.OFFTAKE_REDIS_URL, TEST_REDIS_URL);
+    assert.match(env.OFFTAKE_WORKER_STORE_URI, /^redis:\/\/default:/);
+    // The store's Service name resolves only in the cluster: the stand-in server is local.
+    env.OFFTAKE_WORKER_STORE_URI = `${TEST_REDIS_URL.replace(/\/\d*$/, '')}/${STORE_DB}`;
+    env.OFFTAKE_WORKER_HEALTH_PORT = String(await freePort());
+    worker = spawn(process.execPath, [CLI, ...(deployment.spec!.template.spec!.containers[0].args ?? [])], {
+      env: { PATH: process.env.PATH, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    worker.stdout?.on('data', (d: Buffer) => (workerOutput += d.toString()));
+    worker.stderr?.on('data', (d: Buffer) => (workerOutput += d.toString()));
+
+    await waitFor(
+      async () =>
+        (await reasonOf('Ready')) === 'Current' || `${await reasonOf('Ready')} ${workerOutput.slice(-500)}`,
+      'Ready through the dedicated worker',
+      90_000,
+    );
+    const expected = new Map([...expectedOrders(300)].sort());
+    await waitFor(async () => {
+      const rows = await storeRows();
+      return rows.size === expected.size || `${rows.size} of ${expected.size}`;
+    }, 'every record in the product server');
+    assert.deepEqual(new Map([...(await storeRows())].sort()), expected);
+    const health = await fetch(`http://127.0.0.1:${env.OFFTAKE_WORKER_HEALTH_PORT}/readyz`);
+    assert.equal(health.status, 200);
+  });
+
+  it('kubectl delete removes every object it made and releases the product', async () => {
+    const deleted = await cp.kubectl(['delete', 'dataproduct', NAME, '-n', namespace, '--timeout=90s']);
+    assert.equal(deleted.code, 0, deleted.stderr);
+    assert.equal(await product(), null);
+    // No garbage collector runs here: the operator itself deleted what it made.
+    for (const kind of ['statefulsets', 'services', 'poddisruptionbudgets', 'deployments', 'secrets']) {
+      const left = await cp.kubectl([
+        'get',
+        kind,
+        '-n',
+        namespace,
+        '-l',
+        `offtake.dev/product=${NAME}`,
+        '-o',
+        'name',
+      ]);
+      assert.equal(left.code, 0, left.stderr);
+      assert.equal(left.stdout.trim(), '', `${kind} left: ${left.stdout}`);
+    }
+    worker?.kill('SIGTERM');
+    if (worker !== undefined && worker.exitCode === null) await once(worker, 'exit');
+  });
+});
