@@ -630,7 +630,10 @@ export class PipelineRunner {
 
   /** Closes the runner's queue connections. */
   async close(): Promise<void> {
-    await Promise.allSettled([this.flowProducer?.close(), ...[...this.tailQueues.values()].map((q) => q.close())]);
+    await Promise.allSettled([
+      this.flowProducer?.close(),
+      ...[...this.tailQueues.values()].map((q) => q.close()),
+    ]);
     for (const redis of this.connections) redis.disconnect();
   }
 }

@@ -172,7 +172,8 @@ export class PipelineWorker extends EventEmitter {
 
   /** Starts taking jobs from the seed and tail queues. */
   async start(): Promise<void> {
-    const { seedConcurrency, tailConcurrency, lockDurationMs, stalledIntervalMs, prefix, queues } = this.options;
+    const { seedConcurrency, tailConcurrency, lockDurationMs, stalledIntervalMs, prefix, queues } =
+      this.options;
     const common = {
       prefix: queuePrefix(prefix),
       lockDuration: lockDurationMs,
