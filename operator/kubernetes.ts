@@ -25,6 +25,7 @@ import { ConnectionSecrets } from './kube/connection-secret.ts';
 import { dedicatedOptionsFromEnv } from './kube/dedicated-config.ts';
 import { DedicatedPlacement } from './kube/dedicated-placement.ts';
 import { DedicatedProvisioner } from './kube/dedicated-provisioner.ts';
+import { DedicatedWorkerAccess } from './kube/dedicated-worker-access.ts';
 import type { DedicatedOptions } from './kube/dedicated.ts';
 import { EventRecorder } from './kube/events.ts';
 import { LeaderElector } from './kube/leader-election.ts';
@@ -130,9 +131,22 @@ export async function startKubernetesOperator(
     });
     // Dedicated placement: each product build's own server and worker, as objects in its namespace.
     const dedicated = options.dedicated ?? dedicatedOptionsFromEnv(process.env, config);
+    // Each build's worker reaches the platform Redis with a credential limited to that build.
+    const access = new DedicatedWorkerAccess({
+      redis,
+      url: config.redisUrl,
+      prefix: config.redisPrefix,
+      records: ProductRecords.forPlatform(redis, config.redisPrefix),
+    });
     const extraProvisioners = {
-      'dedicated-redis': new DedicatedProvisioner(new DedicatedPlacement(objects, 'redis', dedicated)),
-      'dedicated-postgres': new DedicatedProvisioner(new DedicatedPlacement(objects, 'postgres', dedicated)),
+      'dedicated-redis': new DedicatedProvisioner(
+        new DedicatedPlacement(objects, 'redis', dedicated),
+        access,
+      ),
+      'dedicated-postgres': new DedicatedProvisioner(
+        new DedicatedPlacement(objects, 'postgres', dedicated),
+        access,
+      ),
     };
     const parts = await startOperatorParts(
       config,

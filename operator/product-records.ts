@@ -91,6 +91,18 @@ export class ProductRecords implements ConnectionReader {
     return { password, created };
   }
 
+  /**
+   * The password of the platform credential of a dedicated build's worker (random, made on first
+   * use, kept until the product's records go). Never derived from the product's own credential:
+   * readers of the product's store must not be able to work it out.
+   */
+  async workerPassword(ref: ProductRef, build: number): Promise<string> {
+    const field = `workerPassword:b${build}`;
+    await this.redis.hsetnx(this.key(ref), field, randomBytes(32).toString('base64url'));
+    const password = await this.redis.hget(this.key(ref), field);
+    return password ?? this.workerPassword(ref, build);
+  }
+
   async getConnection(namespace: string, name: string): Promise<ProductConnection | null> {
     const json = await this.redis.hget(this.key({ namespace, name }), 'connection');
     return json === null ? null : (JSON.parse(json) as ProductConnection);

@@ -231,6 +231,7 @@ export class PipelineRunner {
     const keys = pipelineKeys(this.options.prefix, product);
     const fingerprint = specFingerprint(product.spec);
     let run = await this.store.loadRun(keys);
+    await this.registerDeadLetterStream(product);
     if (run === null) {
       run = await this.plan(keys, product, fingerprint);
     } else if (run.fingerprint !== fingerprint) {
@@ -241,6 +242,20 @@ export class PipelineRunner {
     }
     await this.ensureLaunched(keys, run);
     return (await this.state(product))!;
+  }
+
+  /**
+   * Makes sure the product's dead-letter stream exists before any worker appends to it, so a
+   * worker needs no right to register streams (a dedicated worker's credential has none).
+   */
+  private async registerDeadLetterStream(ref: ProductRef): Promise<void> {
+    const stream = deadLetterStream(ref);
+    try {
+      await this.options.eventLog.describe(stream);
+    } catch (err) {
+      if (!isOfftakeError(err, 'stream-not-found')) throw err;
+      await this.options.eventLog.setRetention(stream, null);
+    }
   }
 
   /** Plans a new run: high-water marks first, then the chunks. */

@@ -11,6 +11,12 @@ export interface WorkerProcessOptions extends PipelineWorkerOptions {
   handleSignals?: boolean;
   /** Called after the worker has drained on a signal, before exiting (close connections the caller owns). */
   onShutdown?: () => Promise<void>;
+  /**
+   * Longest drain after a signal, in ms (default 45000, inside the worker Deployment's 60 s grace
+   * period): past it the process exits 1 — e.g. when its credential was revoked and nothing can
+   * be committed any more. Work it did not commit is redone by another worker.
+   */
+  drainTimeoutMs?: number;
 }
 
 /** A running worker process. */
@@ -22,7 +28,7 @@ export interface RunningWorker {
 
 /** Starts a pipeline worker; with `handleSignals`, exits 0 after draining on SIGTERM/SIGINT (1 if draining failed). */
 export async function runWorkerProcess(options: WorkerProcessOptions): Promise<RunningWorker> {
-  const { handleSignals = true, onShutdown, ...workerOptions } = options;
+  const { handleSignals = true, onShutdown, drainTimeoutMs = 45_000, ...workerOptions } = options;
   const { logger } = workerOptions;
   const worker = new PipelineWorker(workerOptions);
   // Logged by the worker already; a listener keeps an emitted error from crashing the process.
@@ -38,6 +44,10 @@ export async function runWorkerProcess(options: WorkerProcessOptions): Promise<R
   if (handleSignals) {
     const stop = (signal: NodeJS.Signals) => {
       logger.info({ signal }, 'offtake worker draining');
+      setTimeout(() => {
+        logger.error({ drainTimeoutMs }, 'offtake worker did not drain in time; exiting');
+        process.exit(1);
+      }, drainTimeoutMs).unref();
       worker
         .close()
         .then(() => onShutdown?.())

@@ -1,7 +1,7 @@
 /**
  * Dedicated placement's settings from the operator's environment: the images, the volume size
- * and class, and what every dedicated worker needs to reach the platform (its Redis URL — kept
- * in a Secret beside the worker — its key prefix, durability and log level).
+ * and class, and the settings every dedicated worker gets (key prefix, log level). Its platform
+ * credential is made per build by `dedicated-worker-access.ts`.
  */
 import type { OfftakeConfig } from '../../lib/config.ts';
 import { DEFAULT_DEDICATED_OPTIONS, type DedicatedOptions } from './dedicated.ts';
@@ -46,10 +46,11 @@ export function dedicatedOptionsFromEnv(
     storageSize,
     ...(storageClassName === undefined ? {} : { storageClassName }),
     workerReplicas,
-    platformRedisUrl: config.redisUrl,
     workerEnv: [
       { name: 'OFFTAKE_REDIS_PREFIX', value: config.redisPrefix },
-      { name: 'OFFTAKE_EVENTLOG_DURABILITY', value: config.eventLog.durability },
+      // A worker appends only dead letters, never events anyone waits on; checking the server's
+      // persistence needs CONFIG GET, which its credential does not have (the API and operator check it).
+      { name: 'OFFTAKE_EVENTLOG_DURABILITY', value: 'none' },
       { name: 'OFFTAKE_LOG_LEVEL', value: config.logLevel },
     ],
   };

@@ -47,9 +47,14 @@ export class DedicatedPlacement {
 
   /**
    * Applies the objects of the product's build. The store's password is the one its credentials
-   * Secret already holds (the store was initialised with it), else `password`.
+   * Secret already holds (the store was initialised with it), else `password`. The worker reaches
+   * the platform with `access.platformRedisUrl` (its own credential), else the configured URL.
    */
-  async apply(product: DedicatedProduct, password: string): Promise<AppliedDedicated> {
+  async apply(
+    product: DedicatedProduct,
+    password: string,
+    access: { platformRedisUrl?: string } = {},
+  ): Promise<AppliedDedicated> {
     const names = dedicatedNames(buildRef(product), this.type);
     const { namespace } = product.metadata;
     const existing = await this.objects.read('Secret', namespace, names.credentials);
@@ -64,7 +69,8 @@ export class DedicatedPlacement {
       checkOwnership(kind, await this.objects.read(kind, namespace, name), product);
     }
     const kept = storedPassword(existing);
-    const objects = desiredDedicatedObjects(product, kept ?? password, this.options);
+    const options = access.platformRedisUrl === undefined ? this.options : { ...this.options, ...access };
+    const objects = desiredDedicatedObjects(product, kept ?? password, options);
     if (objects.platform !== undefined) await this.objects.apply('Secret', objects.platform);
     await this.objects.apply('Secret', objects.credentials);
     await this.objects.apply('Service', objects.service);

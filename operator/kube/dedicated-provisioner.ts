@@ -15,15 +15,22 @@ import type { StoreKind } from '../product-records.ts';
 import type { Credential, EnsureOptions, ProvisionedStore, Provisioner } from '../provisioner.ts';
 import { ProvisioningError } from '../provisioning-error.ts';
 import type { DedicatedPlacement } from './dedicated-placement.ts';
+import type { DedicatedWorkerAccess } from './dedicated-worker-access.ts';
 import type { DedicatedProduct } from './dedicated.ts';
 
 /** Makes and removes the dedicated servers of one store type. */
 export class DedicatedProvisioner implements Provisioner {
   readonly type: StoreKind;
   private readonly placement: DedicatedPlacement;
+  private readonly access: DedicatedWorkerAccess | undefined;
 
-  constructor(placement: DedicatedPlacement) {
+  /**
+   * With `access`, each build's worker reaches the platform with a credential of its own (see
+   * `dedicated-worker-access.ts`); without, with the placement's configured URL.
+   */
+  constructor(placement: DedicatedPlacement, access?: DedicatedWorkerAccess) {
     this.placement = placement;
+    this.access = access;
     this.type = `dedicated-${placement.type}`;
   }
 
@@ -41,7 +48,12 @@ export class DedicatedProvisioner implements Provisioner {
       spec: product.spec,
       ...(product.build === undefined ? {} : { build: product.build }),
     };
-    const applied = await this.placement.apply(dedicated, credential.password);
+    const platformRedisUrl = await this.access?.ensure(product);
+    const applied = await this.placement.apply(
+      dedicated,
+      credential.password,
+      platformRedisUrl === undefined ? {} : { platformRedisUrl },
+    );
     if (!applied.readiness.ready) {
       throw new ProvisioningError(applied.readiness.reason, applied.readiness.message);
     }
@@ -51,15 +63,18 @@ export class DedicatedProvisioner implements Provisioner {
   /** Stops every build's worker: nothing writes any more; readers keep the store (its own password). */
   async revokeAccess(ref: ProductRef): Promise<void> {
     await this.placement.removeWorkers(ref);
+    await this.access?.revoke(ref);
   }
 
   async dropBuild(product: PipelineProduct): Promise<void> {
     await this.placement.removeWorker(product);
+    await this.access?.revoke(product, product.build ?? 1);
     await this.placement.removeStore(product, { retainVolume: false });
   }
 
   async dropData(ref: ProductRef): Promise<void> {
     await this.placement.removeWorkers(ref);
+    await this.access?.revoke(ref);
     await this.placement.removeStores(ref, { retainVolume: false });
   }
 
@@ -69,6 +84,7 @@ export class DedicatedProvisioner implements Provisioner {
    */
   async retainData(ref: ProductRef): Promise<void> {
     await this.placement.removeWorkers(ref);
+    await this.access?.revoke(ref);
     await this.placement.removeStores(ref, { retainVolume: true });
   }
 }

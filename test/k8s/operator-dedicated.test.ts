@@ -176,7 +176,6 @@ describe('dedicated placement through the operator, on a real kube-apiserver', (
       dedicated: {
         ...DEFAULT_DEDICATED_OPTIONS,
         image: 'registry.example/offtake:test',
-        platformRedisUrl: TEST_REDIS_URL,
         workerEnv: [
           { name: 'OFFTAKE_REDIS_PREFIX', value: prefix },
           { name: 'OFFTAKE_EVENTLOG_DURABILITY', value: 'none' },
@@ -280,7 +279,28 @@ describe('dedicated placement through the operator, on a real kube-apiserver', (
     const deployment = (await kubectlJson<V1Deployment>(['get', 'deployment', names.worker]))!;
     const env = await podEnvironment(deployment);
     assert.equal(env.OFFTAKE_WORKER_PRODUCT, `${namespace}/${NAME}`);
-    assert.equal(env.OFFTAKE_REDIS_URL, TEST_REDIS_URL);
+    // The worker's platform credential is its own, limited to what its pipeline touches.
+    const platform = new URL(env.OFFTAKE_REDIS_URL);
+    const user = decodeURIComponent(platform.username);
+    assert.equal(user, `${prefix}:worker:${namespace}.${NAME}`);
+    const limited = new Redis(env.OFFTAKE_REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 });
+    await limited.connect();
+    try {
+      assert.ok((await limited.xlen(`${prefix}:log:stream:{orders}`)) > 0, 'reads its source stream');
+      for (const [what, call] of [
+        ['another stream', () => limited.xlen(`${prefix}:log:stream:{payments}`)],
+        ['another product’s pipeline', () => limited.hgetall(`${prefix}:pipeline:${namespace}.other:state`)],
+        ['the shared queues', () => limited.hgetall(`${prefix}:bull:seed:meta`)],
+        ['KEYS', () => limited.keys('*')],
+        ['SCAN', () => limited.scan('0')],
+        ['CONFIG GET', () => limited.config('GET', 'requirepass')],
+        ['FLUSHALL', () => limited.flushall()],
+      ] as const) {
+        await assert.rejects(call(), /NOPERM/, `${what} is refused`);
+      }
+    } finally {
+      limited.disconnect();
+    }
     assert.match(env.OFFTAKE_WORKER_STORE_URI, /^redis:\/\/default:/);
     // The store's Service name resolves only in the cluster: the stand-in server is local.
     env.OFFTAKE_WORKER_STORE_URI = `${TEST_REDIS_URL.replace(/\/\d*$/, '')}/${STORE_DB}`;
@@ -327,7 +347,13 @@ describe('dedicated placement through the operator, on a real kube-apiserver', (
       assert.equal(left.code, 0, left.stderr);
       assert.equal(left.stdout.trim(), '', `${kind} left: ${left.stdout}`);
     }
-    worker?.kill('SIGTERM');
-    if (worker !== undefined && worker.exitCode === null) await once(worker, 'exit');
+    // The worker's platform credential went with it.
+    assert.equal(await redis.call('ACL', ['GETUSER', `${prefix}:worker:${namespace}.${NAME}`]), null);
+    // Its Deployment is gone, so the kubelet would stop the pod (which can no longer commit anything).
+    if (worker !== undefined && worker.exitCode === null) {
+      const exited = once(worker, 'exit');
+      worker.kill('SIGKILL');
+      await exited;
+    }
   });
 });
