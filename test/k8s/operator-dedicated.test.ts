@@ -40,8 +40,9 @@ import {
 import { kubeConfigFor, startControlPlane, type ControlPlane } from './control-plane.ts';
 import { createNamespace, installCrd } from './k8s-helpers.ts';
 
-/** The test Redis database standing in for the product's own server. */
+/** The test Redis databases standing in for the product's own servers (build 1, build 2). */
 const STORE_DB = 7;
+const STORE_DB_2 = 8;
 const NAME = 'eu-dedicated';
 
 interface KubectlProduct {
@@ -70,13 +71,39 @@ describe('dedicated placement through the operator, on a real kube-apiserver', (
   let cp: ControlPlane;
   let redis: Redis;
   let store: Redis;
+  let store2: Redis;
   let prefix: string;
   let namespace: string;
   let config: OfftakeConfig;
   let eventLog: RedisEventLog;
   let operator: RunningKubernetesOperator | undefined;
   let worker: ChildProcess | undefined;
+  let worker2: ChildProcess | undefined;
   let workerOutput = '';
+
+  /** Runs `offtake worker` as the Deployment's pod would, its store replaced by a local database. */
+  const runWorker = async (deployment: V1Deployment, db: number): Promise<ChildProcess> => {
+    const env = await podEnvironment(deployment);
+    env.OFFTAKE_WORKER_STORE_URI = `${TEST_REDIS_URL.replace(/\/\d*$/, '')}/${db}`;
+    env.OFFTAKE_WORKER_HEALTH_PORT = String(await freePort());
+    const child = spawn(
+      process.execPath,
+      [CLI, ...(deployment.spec!.template.spec!.containers[0].args ?? [])],
+      {
+        env: { PATH: process.env.PATH, ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    child.stdout?.on('data', (d: Buffer) => (workerOutput += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (workerOutput += d.toString()));
+    return child;
+  };
+  const stopProcess = async (child: ChildProcess | undefined): Promise<void> => {
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = once(child, 'exit');
+    child.kill('SIGKILL');
+    await exited;
+  };
 
   const kubectlJson = async <T>(args: string[]): Promise<T | null> => {
     const got = await cp.kubectl([...args, '-n', namespace, '-o', 'json']);
@@ -140,10 +167,10 @@ describe('dedicated placement through the operator, on a real kube-apiserver', (
     return env;
   };
 
-  const storeRows = async (): Promise<Map<string, OrderRow>> => {
+  const storeRows = async (server: Redis = store): Promise<Map<string, OrderRow>> => {
     const rows = new Map<string, OrderRow>();
     for (const key of expectedOrders(300).keys()) {
-      const hash = await store.hgetall(`records:${key}`);
+      const hash = await server.hgetall(`records:${key}`);
       if (Object.keys(hash).length > 0) {
         rows.set(key, { customer: hash.customer, amount: Number(hash.amount), status: hash.status });
       }
@@ -157,6 +184,7 @@ describe('dedicated placement through the operator, on a real kube-apiserver', (
     namespace = await createNamespace(cp, 'ded');
     redis = testRedis();
     store = new Redis(`${TEST_REDIS_URL.replace(/\/\d*$/, '')}/${STORE_DB}`);
+    store2 = new Redis(`${TEST_REDIS_URL.replace(/\/\d*$/, '')}/${STORE_DB_2}`);
     prefix = uniquePrefix('k8s-dedicated');
     config = loadConfig(
       {},
@@ -185,13 +213,15 @@ describe('dedicated placement through the operator, on a real kube-apiserver', (
   });
 
   after(async () => {
-    if (worker?.exitCode === null) worker.kill('SIGKILL');
+    await stopProcess(worker);
+    await stopProcess(worker2);
     await operator?.close();
     await eventLog?.close();
-    if (store !== undefined) {
-      const keys = await scanKeys(store, 'records*');
-      if (keys.length > 0) await store.del(...keys);
-      store.disconnect();
+    for (const server of [store, store2]) {
+      if (server === undefined) continue;
+      const keys = await scanKeys(server, 'records*');
+      if (keys.length > 0) await server.del(...keys);
+      server.disconnect();
     }
     if (redis !== undefined) {
       await dropPrefix(redis, prefix);
@@ -303,14 +333,7 @@ describe('dedicated placement through the operator, on a real kube-apiserver', (
     }
     assert.match(env.OFFTAKE_WORKER_STORE_URI, /^redis:\/\/default:/);
     // The store's Service name resolves only in the cluster: the stand-in server is local.
-    env.OFFTAKE_WORKER_STORE_URI = `${TEST_REDIS_URL.replace(/\/\d*$/, '')}/${STORE_DB}`;
-    env.OFFTAKE_WORKER_HEALTH_PORT = String(await freePort());
-    worker = spawn(process.execPath, [CLI, ...(deployment.spec!.template.spec!.containers[0].args ?? [])], {
-      env: { PATH: process.env.PATH, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    worker.stdout?.on('data', (d: Buffer) => (workerOutput += d.toString()));
-    worker.stderr?.on('data', (d: Buffer) => (workerOutput += d.toString()));
+    worker = await runWorker(deployment, STORE_DB);
 
     await waitFor(
       async () =>
@@ -324,8 +347,76 @@ describe('dedicated placement through the operator, on a real kube-apiserver', (
       return rows.size === expected.size || `${rows.size} of ${expected.size}`;
     }, 'every record in the product server');
     assert.deepEqual(new Map([...(await storeRows())].sort()), expected);
-    const health = await fetch(`http://127.0.0.1:${env.OFFTAKE_WORKER_HEALTH_PORT}/readyz`);
-    assert.equal(health.status, 200);
+  });
+
+  it('seeds a spec change on a server of its own beside the running one, then switches readers to it', async () => {
+    const names = dedicatedNames({ namespace, name: NAME }, 'redis');
+    const next = dedicatedNames({ namespace, name: NAME, build: 2 }, 'redis');
+    const shared = orderSpec('redis');
+    shared.transform.fields = {
+      ...shared.transform.fields,
+      status: "event.type == 'OrderCancelled' ? 'cancelled' : 'placed'",
+    };
+    const spec: DataProductSpec = { ...shared, target: { ...shared.target, placement: 'dedicated' } };
+    const applied = await cp.kubectl(
+      ['apply', '-f', '-'],
+      stringify({
+        apiVersion: 'offtake.dev/v1alpha1',
+        kind: 'DataProduct',
+        metadata: { name: NAME, namespace },
+        spec,
+      }),
+    );
+    assert.equal(applied.code, 0, applied.stderr);
+    await waitFor(
+      async () => (await kubectlJson(['get', 'statefulset', next.store])) !== null,
+      'the next build’s server',
+    );
+    const reseeding = (await product())!;
+    assert.equal(condition(reseeding.status, 'Ready')?.reason, 'Reseeding');
+    assert.equal(condition(reseeding.status, 'StoreReady')?.status, 'True', 'readers keep build 1');
+
+    await markReady('statefulset', next.store);
+    await markReady('deployment', next.worker);
+    const deployment = (await kubectlJson<V1Deployment>(['get', 'deployment', next.worker]))!;
+    worker2 = await runWorker(deployment, STORE_DB_2);
+    await waitFor(
+      async () => {
+        const p = await product();
+        const ready = condition(p?.status, 'Ready');
+        return (
+          (ready?.reason === 'Current' && ready.observedGeneration === p?.metadata.generation) ||
+          `${ready?.reason}: ${ready?.message} ${workerOutput.slice(-300)}`
+        );
+      },
+      'Ready on build 2',
+      90_000,
+    );
+
+    const expected = new Map(
+      [...expectedOrders(300)]
+        .map(([key, row]): [string, OrderRow] => [
+          key,
+          { ...row, status: row.status === 'open' ? 'placed' : row.status },
+        ])
+        .sort(),
+    );
+    assert.deepEqual(new Map([...(await storeRows(store2))].sort()), expected);
+    const secretName = (await product())!.status?.connection?.secretRef?.name ?? '';
+    await waitFor(async () => {
+      const secret = await kubectlJson<V1Secret>(['get', 'secret', secretName]);
+      const uri = Buffer.from(secret?.data?.uri ?? '', 'base64').toString('utf8');
+      return uri.includes(`@${next.store}.${namespace}.svc:`) || uri;
+    }, 'the connection Secret to point at build 2');
+    // Build 1 is gone: its server, its worker and its platform credential.
+    await waitFor(
+      async () => (await kubectlJson(['get', 'statefulset', names.store])) === null,
+      'build 1 gone',
+    );
+    assert.equal(await kubectlJson(['get', 'deployment', names.worker]), null);
+    assert.equal(await redis.call('ACL', ['GETUSER', `${prefix}:worker:${namespace}.${NAME}`]), null);
+    assert.notEqual(await redis.call('ACL', ['GETUSER', `${prefix}:worker:${namespace}.${NAME}.b2`]), null);
+    await stopProcess(worker);
   });
 
   it('kubectl delete removes every object it made and releases the product', async () => {
@@ -348,12 +439,8 @@ describe('dedicated placement through the operator, on a real kube-apiserver', (
       assert.equal(left.stdout.trim(), '', `${kind} left: ${left.stdout}`);
     }
     // The worker's platform credential went with it.
-    assert.equal(await redis.call('ACL', ['GETUSER', `${prefix}:worker:${namespace}.${NAME}`]), null);
+    assert.equal(await redis.call('ACL', ['GETUSER', `${prefix}:worker:${namespace}.${NAME}.b2`]), null);
     // Its Deployment is gone, so the kubelet would stop the pod (which can no longer commit anything).
-    if (worker !== undefined && worker.exitCode === null) {
-      const exited = once(worker, 'exit');
-      worker.kill('SIGKILL');
-      await exited;
-    }
+    await stopProcess(worker2);
   });
 });
