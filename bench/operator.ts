@@ -259,7 +259,9 @@ try {
   }
   await pool.end();
   for (const user of (await redis.call('ACL', 'USERS')) as string[]) {
-    if (user.startsWith(`dp:${namespace}:`)) await redis.call('ACL', 'DELUSER', user);
+    if (user.startsWith(`dp:${namespace}:`) || user.includes(`:dp:${namespace}:`)) {
+      await redis.call('ACL', 'DELUSER', user);
+    }
   }
   let cursor = '0';
   do {

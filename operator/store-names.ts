@@ -49,16 +49,35 @@ function hash(text: string): string {
   return createHash('sha256').update(text).digest('hex').slice(0, HASH_LENGTH);
 }
 
+/** The platform prefix whose names carry no trace of it (every name made before prefixes counted). */
+export const DEFAULT_PLATFORM_PREFIX = 'offtake';
+
 /**
  * The Postgres identifier of a product: `dp_<namespace>_<name>` with "-" as "_", cut so that it
  * fits 63 characters with `_<hash>` of the exact (namespace, name) after it. The hash keeps
  * `a-b/c` and `a/b-c` (both `dp_a_b_c`) apart; labels are lower case, so it never needs quoting.
+ * Under another platform prefix than the default the prefix goes into the hash too, so two
+ * Offtakes sharing one Postgres never name the same schema or role.
  */
-export function postgresIdentifier(ref: ProductRef): string {
+export function postgresIdentifier(ref: ProductRef, platformPrefix = DEFAULT_PLATFORM_PREFIX): string {
   checkProductRef(ref);
   const readable = `dp_${ref.namespace}_${ref.name}`.replaceAll('-', '_');
   const room = MAX_POSTGRES_IDENTIFIER - HASH_LENGTH - 1;
-  return `${readable.slice(0, room).replace(/_+$/, '')}_${hash(`${ref.namespace}/${ref.name}`)}`;
+  const hashed =
+    platformPrefix === DEFAULT_PLATFORM_PREFIX
+      ? `${ref.namespace}/${ref.name}`
+      : `${platformPrefix}|${ref.namespace}/${ref.name}`;
+  return `${readable.slice(0, room).replace(/_+$/, '')}_${hash(hashed)}`;
+}
+
+/**
+ * The Redis ACL user of a product: `dp:<namespace>:<name>`, under another platform prefix than
+ * the default `<prefix>:dp:<namespace>:<name>` (ACL users are server-wide, not per prefix).
+ */
+export function redisUserName(ref: ProductRef, platformPrefix = DEFAULT_PLATFORM_PREFIX): string {
+  checkProductRef(ref);
+  const user = `dp:${ref.namespace}:${ref.name}`;
+  return platformPrefix === DEFAULT_PLATFORM_PREFIX ? user : `${platformPrefix}:${user}`;
 }
 
 /**
@@ -68,7 +87,7 @@ export function postgresIdentifier(ref: ProductRef): string {
 export function productStoreNames(platformPrefix: string, ref: ProductRef): ProductStoreNames {
   checkProductRef(ref);
   if (platformPrefix.length === 0) throw new RangeError('The platform prefix must not be empty.');
-  const identifier = postgresIdentifier(ref);
+  const identifier = postgresIdentifier(ref, platformPrefix);
   const build = buildOf(ref);
   const base = `${platformPrefix}:dp:${ref.namespace}:${ref.name}`;
   return {
@@ -78,7 +97,7 @@ export function productStoreNames(platformPrefix: string, ref: ProductRef): Prod
       storageTable: (table) => storageTableName(table, build),
     },
     redis: {
-      user: `dp:${ref.namespace}:${ref.name}`,
+      user: redisUserName(ref, platformPrefix),
       productPrefix: `${base}:`,
       currentKey: `${base}:current`,
       keyPrefix: `${base}:b${build}:`,

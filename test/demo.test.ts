@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
 import pg from 'pg';
+import { productStoreNames } from '../operator/store-names.ts';
 import { POSTGRES_URL, scanKeys, waitFor } from './operator-helpers.ts';
 import { testRedis, TEST_REDIS_URL } from './helpers/redis.ts';
 
@@ -52,7 +53,8 @@ async function demoLeftovers(output: string): Promise<string[]> {
   assert.ok(prefix, 'the demo names its Redis prefix');
   const left = (await scanKeys(redis, `${prefix}:*`)).map((k) => `key ${k}`);
   const users = (await redis.call('ACL', 'USERS')) as string[];
-  if (users.includes('dp:checkout:orders-cache')) left.push('ACL user dp:checkout:orders-cache');
+  const user = productStoreNames(prefix, { namespace: 'checkout', name: 'orders-cache' }).redis.user;
+  if (users.includes(user)) left.push(`ACL user ${user}`);
   const { rows } = await pool.query<{ name: string }>(
     "SELECT nspname AS name FROM pg_namespace WHERE nspname LIKE 'dp\\_checkout\\_eu\\_big\\_orders\\_%' " +
       "UNION ALL SELECT rolname FROM pg_roles WHERE rolname LIKE 'dp\\_checkout\\_eu\\_big\\_orders\\_%'",

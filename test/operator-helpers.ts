@@ -270,6 +270,10 @@ export async function dropPostgresLeftovers(
   ]);
   for (const { rolname } of roles.rows) await pool.query(`DROP ROLE IF EXISTS "${rolname}"`);
   const users = (await redis.call('ACL', 'USERS')) as string[];
-  for (const user of users)
-    if (user.startsWith(`dp:${namespacePrefix}`)) await redis.call('ACL', 'DELUSER', user);
+  for (const user of users) {
+    // `dp:<ns>:<name>`, or `<platform prefix>:dp:<ns>:<name>` under a test's own prefix.
+    if (user.startsWith(`dp:${namespacePrefix}`) || user.includes(`:dp:${namespacePrefix}`)) {
+      await redis.call('ACL', 'DELUSER', user);
+    }
+  }
 }

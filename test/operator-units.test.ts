@@ -47,6 +47,19 @@ describe('store names', () => {
     assert.equal(postgresIdentifier({ namespace: 'a-b', name: 'c' }), a);
   });
 
+  it('keeps two Offtakes with different prefixes apart on a shared Postgres and Redis', () => {
+    const ref = { namespace: 'checkout', name: 'eu-orders' };
+    const ours = productStoreNames('offtake', ref);
+    const theirs = productStoreNames('offtake-staging', ref);
+    assert.notEqual(theirs.postgres.schema, ours.postgres.schema);
+    assert.notEqual(theirs.postgres.role, ours.postgres.role);
+    assert.notEqual(theirs.redis.user, ours.redis.user);
+    assert.equal(theirs.redis.user, 'offtake-staging:dp:checkout:eu-orders');
+    // The default prefix keeps the names it always had: existing products are found again.
+    assert.equal(ours.postgres.schema, postgresIdentifier(ref));
+    assert.match(theirs.postgres.schema, new RegExp(SQL_IDENTIFIER));
+  });
+
   it('keeps tombstones and checkpoints outside the record prefix, and prefixes apart', () => {
     const names = productStoreNames('offtake', { namespace: 'checkout', name: 'eu-orders' });
     assert.equal(names.redis.user, 'dp:checkout:eu-orders');
