@@ -20,7 +20,7 @@ import type { Logger } from '../lib/logger.ts';
 import { RedisResourceStore } from '../lib/resource-store/redis-resource-store.ts';
 import { startHealthServer, type ReadinessCheck } from '../worker/health-server.ts';
 import { pipelineQueues } from '../worker/pipeline-keys.ts';
-import type { SinkFactory } from '../worker/pipeline-worker.ts';
+import type { PipelineWorker, SinkFactory } from '../worker/pipeline-worker.ts';
 import { redisConnector } from '../worker/redis-connector.ts';
 import { runWorkerProcess, type RunningWorker } from '../worker/worker-process.ts';
 import type { DataProductController } from './controller.ts';
@@ -152,8 +152,10 @@ const READINESS_CACHE_MS = 2000;
 const STORE_CHECK_TIMEOUT_MS = 1000;
 
 /** What a worker's readiness depends on, filled in as the process starts. */
-interface WorkerHealthParts {
+export interface WorkerHealthParts {
   started: boolean;
+  /** The running worker, once started (not ready while it drains). */
+  worker?: Pick<PipelineWorker, 'closingDown'>;
   redis?: Redis;
   /** Dedicated mode: the product build's store, and its URI (for masking it in messages). */
   store?: { connection: DedicatedStore; uri: string };
@@ -163,7 +165,7 @@ interface WorkerHealthParts {
  * Ready: the worker has started, the platform Redis is connected and, in dedicated mode, the
  * product's store answers. Answers are reused for {@link READINESS_CACHE_MS}.
  */
-function workerReadiness(parts: WorkerHealthParts): ReadinessCheck {
+export function workerReadiness(parts: WorkerHealthParts): ReadinessCheck {
   const check = async (): Promise<true | string> => {
     if (!parts.started) return 'the worker has not started yet';
     const status = parts.redis?.status ?? 'not connected';
@@ -174,6 +176,8 @@ function workerReadiness(parts: WorkerHealthParts): ReadinessCheck {
   };
   let cached: { at: number; answer: Promise<true | string> } | undefined;
   return () => {
+    // Draining takes no new work: say so at once, not after the cache runs out.
+    if (parts.worker?.closingDown === true) return Promise.resolve('the worker is draining (shutting down)');
     const now = Date.now();
     if (cached === undefined || now - cached.at >= READINESS_CACHE_MS) cached = { at: now, answer: check() };
     return cached.answer;
@@ -237,6 +241,7 @@ export async function startWorkerProcess(config: OfftakeConfig, logger: Logger):
         openRedis.disconnect();
       },
     });
+    parts.worker = running.worker;
     parts.started = true;
     return running;
   } catch (err) {

@@ -21,6 +21,7 @@ import { loadConfig } from '../lib/config.ts';
 import type { EventInput } from '../lib/eventlog/event-log.ts';
 import { RedisEventLog } from '../lib/eventlog/redis-event-log.ts';
 import { createLogger } from '../lib/logger.ts';
+import { workerReadiness, type WorkerHealthParts } from '../operator/embedded.ts';
 import { DEDICATED_REDIS_KEY_PREFIX } from '../operator/kube/dedicated.ts';
 import { dedicatedSink, productSinkFactory, type DedicatedStore } from '../operator/product-sinks.ts';
 import { productStoreNames } from '../operator/store-names.ts';
@@ -497,6 +498,25 @@ describe('dedicatedSink', () => {
 });
 
 describe('health server', () => {
+  it('is ready once the worker runs with its Redis connected, and not while it drains', async () => {
+    const redis = testRedis();
+    try {
+      await redis.ping();
+      const worker = { closingDown: false };
+      const parts: WorkerHealthParts = { started: false, redis, worker };
+      const notStarted = workerReadiness(parts);
+      assert.equal(await notStarted(), 'the worker has not started yet');
+      parts.started = true;
+      const check = workerReadiness(parts);
+      assert.equal(await check(), true);
+      // Draining shows at once, even within the time a ready answer is reused.
+      worker.closingDown = true;
+      assert.equal(await check(), 'the worker is draining (shutting down)');
+    } finally {
+      redis.disconnect();
+    }
+  });
+
   it('answers /healthz always, /readyz by its check, and 404 otherwise', async () => {
     let answer: true | string = 'the worker has not started yet';
     const health = await startHealthServer({

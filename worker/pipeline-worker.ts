@@ -218,6 +218,11 @@ export class PipelineWorker extends EventEmitter {
     await Promise.all(this.workers.map((w) => w.waitUntilReady()));
   }
 
+  /** Whether {@link close} has begun: the worker takes no new jobs and drains the running ones. */
+  get closingDown(): boolean {
+    return this.closing !== undefined;
+  }
+
   /**
    * Stops taking jobs; running chunks save their cursor and tails their checkpoint, and their
    * jobs go back to the queues for other workers. Closes the sinks and connections it opened.
