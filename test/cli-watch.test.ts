@@ -194,7 +194,8 @@ describe('the CLI, live, against offtake api with an operator behind it', () => 
     const described = await cli('describe', 'cache');
     assert.equal(described.code, 0, described.stderr);
     assert.match(described.stdout, /^progress: Ready \d+\/\d+ 100% lag \d+$/m);
-    assert.match(described.stdout, /^ {2}uri: redis:\/\/dp%3A.*:\*\*\*@127\.0\.0\.1:6379/m);
+    // The ACL user is `<prefix>:dp:<ns>:<name>` under the test's own platform prefix.
+    assert.match(described.stdout, /^ {2}uri: redis:\/\/[^:@/]*dp%3A[^:@/]*:\*\*\*@127\.0\.0\.1:6379/m);
     assert.match(described.stdout, /^ {2}keyPrefix: /m);
     assert.match(described.stdout, /^ {2}- type: StoreReady$/m);
     assert.ok(!described.stdout.includes(password as string), 'the password is not shown');
