@@ -19,7 +19,7 @@ import { PostgresSink } from '../worker/sinks/postgres-sink.ts';
 import { RedisSink } from '../worker/sinks/redis-sink.ts';
 import type { Sink } from '../worker/sinks/sink.ts';
 import { TopicSink } from '../worker/sinks/topic-sink.ts';
-import { DEDICATED_REDIS_KEY_PREFIX } from './kube/dedicated.ts';
+import { DEDICATED_POSTGRES_SCHEMA, DEDICATED_REDIS_KEY_PREFIX } from './kube/dedicated.ts';
 import { ProvisioningError } from './provisioning-error.ts';
 import { productStoreNames, topicStreamName } from './store-names.ts';
 
@@ -74,9 +74,6 @@ export function productSink(deps: ProductSinkDeps, product: PipelineProduct): Si
 export function productSinkFactory(deps: ProductSinkDeps): SinkFactory {
   return (product) => productSink(deps, product);
 }
-
-/** The schema a dedicated Postgres keeps the product's table (view) in: the whole server is the product's. */
-export const DEDICATED_POSTGRES_SCHEMA = 'public';
 
 /** An open connection to a dedicated product build's own store. Its URI holds a password: it is never shown. */
 export type DedicatedStore = { type: 'redis'; redis: Redis } | { type: 'postgres'; pool: pg.Pool };

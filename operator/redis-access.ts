@@ -96,21 +96,29 @@ export async function setProductUser(
   redis: Redis,
   options: { user: string; password: string; keys: string[]; commands: string[]; db: number },
 ): Promise<void> {
-  const hash = createHash('sha256').update(options.password).digest('hex');
   const commands = [...CONNECTION_COMMANDS, ...options.commands, ...(options.db === 0 ? [] : ['select'])];
-  const rules = [
-    'reset',
-    'on',
-    `#${hash}`,
-    'resetchannels',
+  await setAclUser(redis, options.user, options.password, [
     ...options.keys.map((key) => `%R~${key}`),
     '-@all',
     ...commands.map((c) => `+${c}`),
-  ];
+  ]);
+}
+
+/**
+ * Creates or redefines an ACL user with exactly `rules` (key patterns and command rules): `reset`
+ * first, no Pub/Sub channels, the password as its SHA-256 (`#…`), never in clear.
+ */
+export async function setAclUser(
+  redis: Redis,
+  user: string,
+  password: string,
+  rules: string[],
+): Promise<void> {
+  const hash = createHash('sha256').update(password).digest('hex');
   try {
-    await redis.call('ACL', ['SETUSER', options.user, ...rules]);
+    await redis.call('ACL', ['SETUSER', user, 'reset', 'on', `#${hash}`, 'resetchannels', ...rules]);
   } catch (err) {
-    throw redisFailure(err, `creating the ACL user ${options.user}`);
+    throw redisFailure(err, `creating the ACL user ${user}`);
   }
 }
 

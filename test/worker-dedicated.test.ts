@@ -8,10 +8,9 @@
  * server, the configuration and the dedicated sink factory on their own.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -31,7 +30,8 @@ import { PipelineRunner } from '../worker/pipeline-runner.ts';
 import type { PipelineProduct } from '../worker/pipeline-state-store.ts';
 import { PipelineWorker } from '../worker/pipeline-worker.ts';
 import { redisConnector } from '../worker/redis-connector.ts';
-import { CLI, runCli } from './helpers/process.ts';
+import { freePort } from './eventlog-helpers.ts';
+import { runCli, spawnWorker, type WorkerChild } from './helpers/process.ts';
 import { dropPrefix, testRedis, TEST_REDIS_URL, uniquePrefix } from './helpers/redis.ts';
 import {
   expectedOrders,
@@ -69,17 +69,6 @@ function withPath(url: string, path: string): string {
   return u.toString();
 }
 
-/** A port nothing listens on (briefly bound, then released). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  await once(server, 'close');
-  return port;
-}
-
 /** Order events whose order ids carry `tag`, so this test's keys never meet anyone else's. */
 function taggedEvents(tag: string, from: number, to: number): EventInput[] {
   return orderEvents(from, to, tag).map((event) => {
@@ -103,39 +92,17 @@ function dedicatedSpec(type: 'redis' | 'postgres', stream = 'orders', table?: st
   return { ...spec, target: { ...spec.target, placement: 'dedicated' } };
 }
 
-/** A spawned `offtake worker`, its output, and when it says it runs. */
-interface WorkerChild {
-  child: ChildProcess;
-  output: () => string;
-  running: Promise<void>;
-}
-
 function startWorker(env: Record<string, string>): WorkerChild {
-  const child = spawn(process.execPath, [CLI, 'worker'], {
-    env: {
-      ...process.env,
-      NODE_OPTIONS: '',
-      OFFTAKE_REDIS_URL: TEST_REDIS_URL,
-      OFFTAKE_REDIS_PREFIX: prefix,
-      OFFTAKE_EVENTLOG_DURABILITY: 'none',
-      OFFTAKE_WORKER_SEED_BATCH_SIZE: '50',
-      OFFTAKE_LOG_LEVEL: 'info',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const worker = spawnWorker({
+    OFFTAKE_REDIS_URL: TEST_REDIS_URL,
+    OFFTAKE_REDIS_PREFIX: prefix,
+    OFFTAKE_EVENTLOG_DURABILITY: 'none',
+    OFFTAKE_WORKER_SEED_BATCH_SIZE: '50',
+    OFFTAKE_LOG_LEVEL: 'info',
+    ...env,
   });
-  children.push(child);
-  let output = '';
-  const running = new Promise<void>((resolve, reject) => {
-    child.stdout?.on('data', (d: Buffer) => {
-      output += d.toString();
-      if (output.includes('"offtake worker running"')) resolve();
-    });
-    child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
-    child.once('exit', (code) => reject(new Error(`offtake worker exited with ${code}: ${output}`)));
-  });
-  running.catch(() => undefined);
-  return { child, output: () => output, running };
+  children.push(worker.child);
+  return worker;
 }
 
 async function stopWorker(worker: WorkerChild): Promise<void> {

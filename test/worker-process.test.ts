@@ -5,7 +5,6 @@
  * SIGTERM; each runs with V8's young generation capped (the re-exec that bounds its memory).
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -15,7 +14,7 @@ import { DEFAULT_CONFIG, loadConfig } from '../lib/config.ts';
 import { createLogger } from '../lib/logger.ts';
 import { startEmbedded, type RunningEmbedded } from '../operator/embedded.ts';
 import { productStoreNames } from '../operator/store-names.ts';
-import { CLI } from './helpers/process.ts';
+import { spawnWorker, type WorkerChild } from './helpers/process.ts';
 import { dropPrefix, testRedis, TEST_REDIS_URL, uniquePrefix } from './helpers/redis.ts';
 import {
   ApiClient,
@@ -35,40 +34,18 @@ let pool: pg.Pool;
 let prefix: string;
 let embedded: RunningEmbedded;
 let api: ApiClient;
-const workers: { child: ChildProcess; stderr: () => string }[] = [];
+const workers: WorkerChild[] = [];
 
-function startWorker(env: Record<string, string> = {}): {
-  child: ChildProcess;
-  stderr: () => string;
-  running: Promise<void>;
-} {
-  const child = spawn(process.execPath, [CLI, 'worker'], {
-    env: {
-      ...process.env,
-      NODE_OPTIONS: '',
-      OFFTAKE_REDIS_URL: TEST_REDIS_URL,
-      OFFTAKE_POSTGRES_URL: POSTGRES_URL,
-      OFFTAKE_REDIS_PREFIX: prefix,
-      OFFTAKE_EVENTLOG_DURABILITY: 'none',
-      OFFTAKE_WORKER_SEED_BATCH_SIZE: '50',
-      OFFTAKE_LOG_LEVEL: 'info',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+function startWorker(env: Record<string, string> = {}): WorkerChild {
+  const worker = spawnWorker({
+    OFFTAKE_REDIS_URL: TEST_REDIS_URL,
+    OFFTAKE_POSTGRES_URL: POSTGRES_URL,
+    OFFTAKE_REDIS_PREFIX: prefix,
+    OFFTAKE_EVENTLOG_DURABILITY: 'none',
+    OFFTAKE_WORKER_SEED_BATCH_SIZE: '50',
+    OFFTAKE_LOG_LEVEL: 'info',
+    ...env,
   });
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  let stdout = '';
-  // Its signal handlers are in place once it says it runs (a SIGTERM before that just ends it).
-  const running = new Promise<void>((resolve, reject) => {
-    child.stdout?.on('data', (d: Buffer) => {
-      stdout += d.toString();
-      if (stdout.includes('"offtake worker running"')) resolve();
-    });
-    child.once('exit', (code) => reject(new Error(`offtake worker exited with ${code}: ${stderr}`)));
-  });
-  running.catch(() => undefined);
-  const worker = { child, stderr: () => stderr, running };
   workers.push(worker);
   return worker;
 }
@@ -158,7 +135,7 @@ describe('offtake worker', () => {
       await worker.running;
       worker.child.kill('SIGTERM');
       const [code] = (await once(worker.child, 'exit')) as [number | null];
-      assert.equal(code, 0, `worker drained and exited 0: ${worker.stderr()}`);
+      assert.equal(code, 0, `worker drained and exited 0: ${worker.output()}`);
     }
     // Nobody tails the log any more: Ready says so instead of claiming the store is current.
     await waitFor(
@@ -210,7 +187,7 @@ describe('offtake worker', () => {
     for (const worker of [small, another]) {
       worker.child.kill('SIGTERM');
       const [code] = (await once(worker.child, 'exit')) as [number | null];
-      assert.equal(code, 0, `worker drained and exited 0: ${worker.stderr()}`);
+      assert.equal(code, 0, `worker drained and exited 0: ${worker.output()}`);
     }
   });
 });

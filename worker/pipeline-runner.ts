@@ -402,11 +402,13 @@ export class PipelineRunner {
     let error = run.error;
     let jobState: string | undefined;
     if (phase === 'seeding' || phase === 'tailing') {
-      const job = await this.tails(run.product).getJob(tailJobId(keys.id, run.runId, run.launch));
-      jobState = job === undefined ? undefined : await job.getState();
-      if (job !== undefined && jobState === 'failed') {
+      const queue = this.tails(run.product);
+      const id = tailJobId(keys.id, run.runId, run.launch);
+      // One round trip for the state; the job itself only when its failure is to be shown.
+      jobState = await queue.getJobState(id);
+      if (jobState === 'failed') {
         phase = 'failed';
-        error ??= job.failedReason;
+        error ??= (await queue.getJob(id))?.failedReason;
       }
     }
     const waiting = await this.waitingFor(keys.id, run.product, phase, jobState);

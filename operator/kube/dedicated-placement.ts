@@ -13,6 +13,7 @@ import {
   DEFAULT_DEDICATED_OPTIONS,
   STORE_TYPE_LABEL,
   dedicatedConnection,
+  dedicatedRef,
   dedicatedNames,
   dedicatedReadiness,
   desiredDedicatedObjects,
@@ -55,7 +56,7 @@ export class DedicatedPlacement {
     password: string,
     access: { platformRedisUrl?: string } = {},
   ): Promise<AppliedDedicated> {
-    const names = dedicatedNames(buildRef(product), this.type);
+    const names = dedicatedNames(dedicatedRef(product), this.type);
     const { namespace } = product.metadata;
     const existing = await this.objects.read('Secret', namespace, names.credentials);
     checkOwnership('Secret', existing, product);
@@ -161,11 +162,6 @@ export class DedicatedPlacement {
       spec: { persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain' } },
     });
   }
-}
-
-function buildRef(product: DedicatedProduct): ProductRef {
-  const { namespace, name } = product.metadata;
-  return product.build === undefined ? { namespace, name } : { namespace, name, build: product.build };
 }
 
 function storedPassword(secret: V1Secret | undefined): string | undefined {

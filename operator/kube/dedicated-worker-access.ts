@@ -18,9 +18,8 @@ import {
 import type { PipelineProduct } from '../../worker/pipeline-state-store.ts';
 import { redisFailure } from '../failures.ts';
 import type { ProductRecords } from '../product-records.ts';
-import { deleteProductUser, redisEndpoint } from '../redis-access.ts';
+import { deleteProductUser, redisConnection, redisEndpoint, setAclUser } from '../redis-access.ts';
 import { redisGlob } from '../store-names.ts';
-import { createHash } from 'node:crypto';
 
 /** What {@link DedicatedWorkerAccess} works with. */
 export interface DedicatedWorkerAccessOptions {
@@ -93,24 +92,8 @@ export class DedicatedWorkerAccess {
     const build = product.build ?? 1;
     const password = await records.workerPassword(product, build);
     const user = this.userName(product);
-    const hash = createHash('sha256').update(password).digest('hex');
-    try {
-      await redis.call('ACL', [
-        'SETUSER',
-        user,
-        'reset',
-        'on',
-        `#${hash}`,
-        'resetchannels',
-        ...this.keyRules(product),
-        ...WORKER_COMMAND_RULES,
-      ]);
-    } catch (err) {
-      throw redisFailure(err, `creating the ACL user ${user}`);
-    }
-    const endpoint = redisEndpoint(url);
-    const db = endpoint.db === 0 ? '' : `/${endpoint.db}`;
-    return `${endpoint.scheme}://${encodeURIComponent(user)}:${encodeURIComponent(password)}@${endpoint.host}:${endpoint.port}${db}`;
+    await setAclUser(redis, user, password, [...this.keyRules(product), ...WORKER_COMMAND_RULES]);
+    return redisConnection(redisEndpoint(url), 'redis', user, password).uri;
   }
 
   /** Deletes the worker user of one build (its connections end), or of every build of the product. */

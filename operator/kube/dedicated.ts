@@ -94,6 +94,8 @@ export const DEDICATED_USER = 'offtake';
 export const DEDICATED_DATABASE = 'offtake';
 /** Where a dedicated Redis keeps records: under this prefix, apart from the sink's own keys. */
 export const DEDICATED_REDIS_KEY_PREFIX = 'records:';
+/** The schema a dedicated Postgres keeps the product's table (view) in: the whole server is the product's. */
+export const DEDICATED_POSTGRES_SCHEMA = 'public';
 
 /** The longest StatefulSet name: its pods' controller-revision-hash label is `<name>-<10 chars>`. */
 const MAX_STATEFULSET_NAME = 52;
@@ -149,7 +151,8 @@ export function dedicatedStoreType(spec: DataProductSpec): DedicatedStoreType {
   return type;
 }
 
-function ref(product: DedicatedProduct): ProductRef {
+/** The product build a dedicated product names (namespace, name, build). */
+export function dedicatedRef(product: DedicatedProduct): ProductRef {
   const { namespace, name } = product.metadata;
   return product.build === undefined ? { namespace, name } : { namespace, name, build: product.build };
 }
@@ -178,7 +181,7 @@ const WORKER_ROLE = { app: 'offtake-worker', component: 'worker' };
 
 /** The in-cluster host name of a product's store: its headless Service. */
 export function storeHost(product: DedicatedProduct, type: DedicatedStoreType): string {
-  return `${dedicatedNames(ref(product), type).store}.${product.metadata.namespace}.svc`;
+  return `${dedicatedNames(dedicatedRef(product), type).store}.${product.metadata.namespace}.svc`;
 }
 
 /** How to connect to a product's dedicated store (what its connection Secret holds). Pure. */
@@ -207,7 +210,7 @@ export function dedicatedConnection(product: DedicatedProduct, password: string)
     user: DEDICATED_USER,
     password,
     database: DEDICATED_DATABASE,
-    schema: 'public',
+    schema: DEDICATED_POSTGRES_SCHEMA,
     table: product.spec.target.postgres?.table,
   };
 }
@@ -215,7 +218,7 @@ export function dedicatedConnection(product: DedicatedProduct, password: string)
 /** The credentials Secret of a product's store, with `password` (and the store's `uri`). Pure. */
 export function desiredCredentialsSecret(product: DedicatedProduct, password: string): V1Secret {
   const type = dedicatedStoreType(product.spec);
-  const names = dedicatedNames(ref(product), type);
+  const names = dedicatedNames(dedicatedRef(product), type);
   const connection = dedicatedConnection(product, password);
   return credentialsSecret({
     metadata: buildMetadata(product, names.credentials, storeRole(type)),
@@ -225,7 +228,7 @@ export function desiredCredentialsSecret(product: DedicatedProduct, password: st
 
 function storeInput(product: DedicatedProduct, options: DedicatedOptions): StoreStatefulSetInput {
   const type = dedicatedStoreType(product.spec);
-  const names = dedicatedNames(ref(product), type);
+  const names = dedicatedNames(dedicatedRef(product), type);
   return {
     metadata: buildMetadata(product, names.store, storeRole(type)),
     selector: buildSelector(product, 'store'),
@@ -252,7 +255,7 @@ export function desiredStatefulSet(
 /** The headless Service of a product's store. Pure. */
 export function desiredService(product: DedicatedProduct): V1Service {
   const type = dedicatedStoreType(product.spec);
-  const names = dedicatedNames(ref(product), type);
+  const names = dedicatedNames(dedicatedRef(product), type);
   return storeService({
     metadata: buildMetadata(product, names.store, storeRole(type)),
     selector: buildSelector(product, 'store'),
@@ -264,7 +267,7 @@ export function desiredService(product: DedicatedProduct): V1Service {
 export function desiredPodDisruptionBudget(product: DedicatedProduct): V1PodDisruptionBudget {
   const type = dedicatedStoreType(product.spec);
   return storeDisruptionBudget({
-    metadata: buildMetadata(product, dedicatedNames(ref(product), type).store, storeRole(type)),
+    metadata: buildMetadata(product, dedicatedNames(dedicatedRef(product), type).store, storeRole(type)),
     selector: buildSelector(product, 'store'),
   });
 }
@@ -275,7 +278,7 @@ export function desiredWorkerDeployment(
   options: DedicatedOptions = DEFAULT_DEDICATED_OPTIONS,
 ): V1Deployment {
   const type = dedicatedStoreType(product.spec);
-  const names = dedicatedNames(ref(product), type);
+  const names = dedicatedNames(dedicatedRef(product), type);
   return workerDeployment({
     metadata: buildMetadata(product, names.worker, WORKER_ROLE),
     selector: buildSelector(product, 'worker'),
@@ -299,7 +302,7 @@ export function desiredWorkerDeployment(
 
 /** The Secret with a dedicated worker's platform settings (the platform Redis URL). Pure. */
 export function desiredPlatformSecret(product: DedicatedProduct, redisUrl: string): V1Secret {
-  const names = dedicatedNames(ref(product), dedicatedStoreType(product.spec));
+  const names = dedicatedNames(dedicatedRef(product), dedicatedStoreType(product.spec));
   return credentialsSecret({
     metadata: buildMetadata(product, names.platform, WORKER_ROLE),
     values: { redisUrl },

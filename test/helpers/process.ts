@@ -52,6 +52,33 @@ export async function startApiProcess(env: Record<string, string>, args: string[
   };
 }
 
+/** A spawned `offtake worker`: the process, its output so far (stdout and stderr), and when it says it runs. */
+export interface WorkerChild {
+  child: ChildProcess;
+  output: () => string;
+  /** Resolves once it logs that it runs (its signal handlers are then in place); rejects if it exits first. */
+  running: Promise<void>;
+}
+
+/** Spawns `offtake worker` with the test's environment plus `env` (no inherited NODE_OPTIONS). */
+export function spawnWorker(env: Record<string, string>): WorkerChild {
+  const child = spawn(process.execPath, [CLI, 'worker'], {
+    env: { ...process.env, NODE_OPTIONS: '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const running = new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => {
+      output += d.toString();
+      if (output.includes('"offtake worker running"')) resolve();
+    });
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    child.once('exit', (code) => reject(new Error(`offtake worker exited with ${code}: ${output}`)));
+  });
+  running.catch(() => undefined);
+  return { child, output: () => output, running };
+}
+
 /** Runs the CLI to completion, returning its exit code and output. */
 export async function runCli(
   args: string[],

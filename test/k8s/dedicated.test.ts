@@ -54,6 +54,9 @@ describe('dedicated placement on a real kube-apiserver', () => {
   let objects: OwnedObjects;
   let redis: DedicatedPlacement;
   let product: CreatedProduct;
+  /** `kind/name` lines of the product's objects of `kinds` (comma-separated), as kubectl prints them. */
+  const productObjects = (kinds: string) =>
+    kubectlOk(cp, ['get', kinds, '-n', NAMESPACE, '-l', 'offtake.dev/product=eu-orders', '-o', 'name']);
 
   before(async () => {
     // The plugin that makes blockOwnerDeletion need `update` on dataproducts/finalizers in deploy/.
@@ -140,16 +143,7 @@ describe('dedicated placement on a real kube-apiserver', () => {
       );
     }
     // kubectl finds everything of the product by its label.
-    const all = await kubectlOk(cp, [
-      'get',
-      'statefulsets,services,deployments,pdb,secrets',
-      '-n',
-      NAMESPACE,
-      '-l',
-      'offtake.dev/product=eu-orders',
-      '-o',
-      'name',
-    ]);
+    const all = await productObjects('statefulsets,services,deployments,pdb,secrets');
     assert.equal(all.trim().split('\n').length, 5, all);
   });
 
@@ -248,16 +242,7 @@ describe('dedicated placement on a real kube-apiserver', () => {
     const postgres = new DedicatedPlacement(objects, 'postgres');
     // A spec change to a postgres target: build 2 runs beside build 1 until the switch.
     await postgres.apply({ ...product, spec: dedicatedSpec('postgres'), build: 2 }, 'pw');
-    const both = await kubectlOk(cp, [
-      'get',
-      'statefulsets,deployments',
-      '-n',
-      NAMESPACE,
-      '-l',
-      'offtake.dev/product=eu-orders',
-      '-o',
-      'name',
-    ]);
+    const both = await productObjects('statefulsets,deployments');
     assert.deepEqual(both.trim().split('\n').sort(), [
       'deployment.apps/eu-orders-worker',
       'deployment.apps/eu-orders-worker-b2',
@@ -267,16 +252,7 @@ describe('dedicated placement on a real kube-apiserver', () => {
     // Build 1's redis goes: every redis object of the product, nothing of the postgres build.
     await redis.removeWorkers(product.metadata);
     await redis.removeStores(product.metadata, { retainVolume: false });
-    const names = await kubectlOk(cp, [
-      'get',
-      'statefulsets,services,pdb,secrets,deployments',
-      '-n',
-      NAMESPACE,
-      '-l',
-      'offtake.dev/product=eu-orders',
-      '-o',
-      'name',
-    ]);
+    const names = await productObjects('statefulsets,services,pdb,secrets,deployments');
     assert.deepEqual(names.trim().split('\n').sort(), [
       'deployment.apps/eu-orders-worker-b2',
       'poddisruptionbudget.policy/eu-orders-postgres-b2',
@@ -334,16 +310,7 @@ describe('dedicated placement on a real kube-apiserver', () => {
       '-p',
       '{"metadata":{"finalizers":null}}',
     ]);
-    const left = await kubectlOk(cp, [
-      'get',
-      'statefulsets,services,pdb,secrets,deployments',
-      '-n',
-      NAMESPACE,
-      '-l',
-      'offtake.dev/product=eu-orders',
-      '-o',
-      'name',
-    ]);
+    const left = await productObjects('statefulsets,services,pdb,secrets,deployments');
     assert.equal(left.trim(), '', 'the store and worker are gone');
     assert.equal(
       await objects.delete('StatefulSet', NAMESPACE, names.store),

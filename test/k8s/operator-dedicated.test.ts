@@ -13,7 +13,6 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { V1Deployment, V1Secret } from '@kubernetes/client-node';
 import { Redis } from 'ioredis';
@@ -26,6 +25,7 @@ import { createLogger } from '../../lib/logger.ts';
 import { DEFAULT_DEDICATED_OPTIONS, dedicatedNames } from '../../operator/kube/dedicated.ts';
 import { startKubernetesOperator, type RunningKubernetesOperator } from '../../operator/kubernetes.ts';
 import { FINALIZER } from '../../operator/reconciler.ts';
+import { freePort } from '../eventlog-helpers.ts';
 import { CLI } from '../helpers/process.ts';
 import { dropPrefix, testRedis, TEST_REDIS_URL, uniquePrefix } from '../helpers/redis.ts';
 import {
@@ -56,15 +56,6 @@ interface Owned {
     labels?: Record<string, string>;
     ownerReferences?: { kind: string; name: string; uid: string; controller?: boolean }[];
   };
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  return port;
 }
 
 describe('dedicated placement through the operator, on a real kube-apiserver', () => {
