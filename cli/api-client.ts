@@ -39,6 +39,19 @@ export class ApiError extends Error {
   }
 }
 
+/** Prints an API error the way a user wants to read it: what, then where. */
+export function formatApiError(err: ApiError): string {
+  const lines = [`error: ${err.problem.title}: ${err.problem.detail}`];
+  for (const e of err.problem.errors ?? []) {
+    const where = [
+      e.line !== undefined ? `line ${e.line}, column ${e.column ?? '?'}` : undefined,
+      e.expressionColumn !== undefined ? `expression column ${e.expressionColumn}` : undefined,
+    ].filter(Boolean);
+    lines.push(`  ${e.pointer}${where.length ? ` (${where.join('; ')})` : ''}: ${e.message}`);
+  }
+  return lines.join('\n');
+}
+
 /** Talks to one Offtake API server. */
 export class ApiClient {
   readonly baseUrl: string;
@@ -78,10 +91,32 @@ export class ApiClient {
       headers: this.headers({ accept: 'application/json', ...(body ? { 'content-type': body.type } : {}) }),
       body: body?.text,
     });
-    const text = await res.text();
-    const data = text ? (JSON.parse(text) as unknown) : undefined;
+    const data = await this.answer(res, path);
     if (!res.ok) throw new ApiError(data as Problem);
     return { status: res.status, data: data as T };
+  }
+
+  /**
+   * The JSON of an answer. Something other than Offtake's JSON (a proxy's HTML error page, a
+   * server that is not Offtake) is an error that names the server and the status, never a parser's.
+   */
+  private async answer(res: Response, path: string): Promise<unknown> {
+    const text = await res.text();
+    if (text === '') {
+      if (res.ok) return undefined;
+    } else if (/\bjson\b/i.test(res.headers.get('content-type') ?? '')) {
+      try {
+        return JSON.parse(text) as unknown;
+      } catch {
+        // reported below
+      }
+    }
+    const excerpt = text.replace(/\s+/g, ' ').trim().slice(0, 120);
+    throw new Error(
+      `${this.baseUrl}${path} answered ${res.status} ${res.statusText} ` +
+        `${excerpt ? `with something other than Offtake's JSON: ${excerpt}` : 'with an empty body'}; ` +
+        'is --server the address of an Offtake API?',
+    );
   }
 
   /** Creates the product, or replaces it when it exists. */
@@ -158,10 +193,8 @@ export class ApiClient {
       headers: this.headers({ accept: 'application/x-ndjson' }),
       signal: opts.signal,
     });
-    if (!res.ok || res.body === null) {
-      const text = await res.text();
-      throw new ApiError(JSON.parse(text) as Problem);
-    }
+    if (!res.ok) throw new ApiError((await this.answer(res, listPath(selection.namespace))) as Problem);
+    if (res.body === null) throw new Error(`${this.baseUrl} answered a watch without a body`);
     opts.onOpen?.();
     let buffered = '';
     for await (const chunk of res.body.pipeThrough(new TextDecoderStream())) {

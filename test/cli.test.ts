@@ -1,6 +1,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
@@ -224,6 +227,30 @@ describe('offtake api, as a process over real HTTP', () => {
       assert.match(res.stderr, /use --batch-events 1000/);
       assert.match(res.stderr, /bulk-limit: nothing was stored/);
     });
+  });
+
+  test("a server that is not an Offtake API (an HTML 502 from a proxy) gets a clear error, not a parser's", async () => {
+    const proxy = createServer((_req, res) => {
+      res.writeHead(502, { 'content-type': 'text/html' });
+      res.end('<html><body><h1>502 Bad Gateway</h1></body></html>');
+    });
+    proxy.listen(0, '127.0.0.1');
+    await once(proxy, 'listening');
+    const server = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    try {
+      for (const args of [['get'], ['get', '-w'], ['status', 'x', '--watch']]) {
+        const res = await runCli(['--server', server, ...args]);
+        assert.equal(res.code, 1, args.join(' '));
+        assert.match(
+          res.stderr,
+          /answered 502 Bad Gateway with something other than Offtake's JSON: <html><body><h1>502 Bad Gateway/,
+        );
+        assert.match(res.stderr, /is --server the address of an Offtake API\?/);
+        assert.doesNotMatch(res.stderr, /SyntaxError|Unexpected token|\n {4}at /);
+      }
+    } finally {
+      proxy.close();
+    }
   });
 
   test('a clear error when Redis is unreachable', async () => {
