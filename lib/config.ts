@@ -43,6 +43,12 @@ export interface WorkerConfig {
   /** Events read per batch while seeding. */
   readonly seedBatchSize: number;
   /**
+   * How long, in seconds, a deleted key's tombstone is kept after the tail's checkpoint has passed
+   * it on every stream (OFFTAKE_WORKER_TOMBSTONE_RETENTION_SECONDS, default 3600); then it is
+   * purged, so a product that deletes keeps no guard rows or keys for them for ever.
+   */
+  readonly tombstoneRetentionSeconds: number;
+  /**
    * Dedicated mode: the one product this worker serves (OFFTAKE_WORKER_PRODUCT,
    * `<namespace>/<name>`); it then takes only that product build's queues. Absent: a shared worker.
    */
@@ -104,7 +110,12 @@ export const DEFAULT_CONFIG: OfftakeConfig = Object.freeze({
     heartbeatMs: 15000,
     maxFollowers: 1000,
   }),
-  worker: Object.freeze({ seedConcurrency: 2, tailConcurrency: 1000, seedBatchSize: 1000 }),
+  worker: Object.freeze({
+    seedConcurrency: 2,
+    tailConcurrency: 1000,
+    seedBatchSize: 1000,
+    tombstoneRetentionSeconds: 3600,
+  }),
 });
 
 function durabilitySetting(raw: string | undefined): EventLogConfig['durability'] {
@@ -266,6 +277,11 @@ export function loadConfig(
       seedBatchSize: positive(
         'OFFTAKE_WORKER_SEED_BATCH_SIZE',
         intSetting('OFFTAKE_WORKER_SEED_BATCH_SIZE', env.OFFTAKE_WORKER_SEED_BATCH_SIZE, w.seedBatchSize),
+      ),
+      tombstoneRetentionSeconds: intSetting(
+        'OFFTAKE_WORKER_TOMBSTONE_RETENTION_SECONDS',
+        env.OFFTAKE_WORKER_TOMBSTONE_RETENTION_SECONDS,
+        w.tombstoneRetentionSeconds,
       ),
       ...dedicatedSettings(env),
       ...healthSettings(env),

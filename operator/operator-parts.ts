@@ -66,9 +66,17 @@ export interface OperatorParts {
 /** The worker settings of the configuration, as {@link PipelineWorker} options. */
 export function workerSettings(
   config: OfftakeConfig,
-): Pick<PipelineWorkerOptions, 'seedConcurrency' | 'tailConcurrency' | 'seedBatchSize'> {
-  const { seedConcurrency, tailConcurrency, seedBatchSize } = config.worker;
-  return { seedConcurrency, tailConcurrency, seedBatchSize };
+): Pick<
+  PipelineWorkerOptions,
+  'seedConcurrency' | 'tailConcurrency' | 'seedBatchSize' | 'tombstoneRetentionMs'
+> {
+  const { seedConcurrency, tailConcurrency, seedBatchSize, tombstoneRetentionSeconds } = config.worker;
+  return {
+    seedConcurrency,
+    tailConcurrency,
+    seedBatchSize,
+    tombstoneRetentionMs: tombstoneRetentionSeconds * 1000,
+  };
 }
 
 /**

@@ -290,6 +290,10 @@ export class TestDeliverySink implements Sink {
     return first;
   }
 
+  purgeTombstones(beforeMs: string): Promise<number> {
+    return this.inner.purgeTombstones?.(beforeMs) ?? Promise.resolve(0);
+  }
+
   readCheckpoint(name: string): Promise<Checkpoint | null> {
     return this.inner.readCheckpoint(name);
   }

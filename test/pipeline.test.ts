@@ -11,19 +11,23 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import pg from 'pg';
 import { compareOffsets, nextOffset, type LogEvent } from '../lib/eventlog/event-log.ts';
 import { RedisEventLog } from '../lib/eventlog/redis-event-log.ts';
 import { createLogger } from '../lib/logger.ts';
 import { CompiledProduct } from '../worker/compiled-product.ts';
-import { DEAD_LETTER_TYPE } from '../worker/dead-letter-queue.ts';
+import { DEAD_LETTER_TYPE, DeadLetterQueue } from '../worker/dead-letter-queue.ts';
 import { deadLetterStream, pipelineKeys, type ProductRef } from '../worker/pipeline-keys.ts';
 import { PipelineRunner, type PipelineState } from '../worker/pipeline-runner.ts';
 import { PipelineStateStore, type PipelineProduct } from '../worker/pipeline-state-store.ts';
+import { PostgresSink } from '../worker/sinks/postgres-sink.ts';
+import { RedisSink } from '../worker/sinks/redis-sink.ts';
 import type { SinkRecord } from '../worker/sinks/sink.ts';
 import { PipelineWorker } from '../worker/pipeline-worker.ts';
 import { redisConnector } from '../worker/redis-connector.ts';
+import { LiveTail, tombstoneBound, type TailBatchReport } from '../worker/live-tail.ts';
 import { planSeed } from '../worker/seed-plan.ts';
 import { dropPrefix, testRedis, TEST_REDIS_URL, uniquePrefix } from './helpers/redis.ts';
 import {
@@ -93,6 +97,8 @@ async function runtime(options: {
   writeDelayMs?: number;
   chunkEvents?: number;
   onWrite?: TestSinkOptions['onWrite'];
+  tombstoneRetentionMs?: number;
+  tombstonePurgeIntervalMs?: number;
 }): Promise<{ runner: PipelineRunner; worker: PipelineWorker; close(): Promise<void> }> {
   const runner = new PipelineRunner({
     connect,
@@ -115,6 +121,8 @@ async function runtime(options: {
     }),
     seedConcurrency: options.seedConcurrency ?? 3,
     tailBatchSize: 500,
+    tombstoneRetentionMs: options.tombstoneRetentionMs,
+    tombstonePurgeIntervalMs: options.tombstonePurgeIntervalMs,
   });
   await worker.start();
   return {
@@ -395,6 +403,135 @@ describe('pipeline: the switch from seed to tail', () => {
           1,
           `event ${stream}/${event.offset} once in the topic`,
         );
+      }
+    } finally {
+      await cleanUp(rt.runner, products);
+      await rt.close();
+    }
+  });
+});
+
+describe('pipeline: tombstone purge', () => {
+  /** The tombstones a target holds of events before `beforeMs`, found by looking at every key (not through the index). */
+  async function tombstones(product: PipelineProduct, beforeMs: number): Promise<{ older: number }> {
+    const sink = targetSink(sinkOptions, product);
+    if (sink instanceof RedisSink) {
+      let older = 0;
+      for await (const keys of redis.scanStream({
+        match: `${sink.tombstonePrefix}*`,
+        count: 1000,
+      }) as AsyncIterable<string[]>) {
+        const tombstoneKeys = keys.filter((k) => k !== sink.tombstonePrefix);
+        const values = tombstoneKeys.length === 0 ? [] : await redis.mget(...tombstoneKeys);
+        older += values.filter((v) => v !== null && Number(v.split('-')[0]) < beforeMs).length;
+      }
+      return { older };
+    }
+    assert.ok(sink instanceof PostgresSink);
+    const { rows } = await pool.query<{ older: number }>(
+      `SELECT count(*)::int AS older
+         FROM "${schema}"."${sink.storageTable}" WHERE _deleted AND _offset_ms < $1`,
+      [beforeMs],
+    );
+    return rows[0];
+  }
+
+  it('purges below the earliest checkpoint of all streams, less the retention; not before every stream has one', () => {
+    const streams = ['a', 'b'];
+    assert.equal(tombstoneBound(streams, { a: '5000-3' }, 0), undefined);
+    assert.equal(tombstoneBound(streams, { a: '5000-3', b: '7000-0' }, 0), '5000');
+    assert.equal(tombstoneBound(streams, { a: '9000-0', b: '7000-9' }, 1000), '6000');
+    assert.equal(tombstoneBound(streams, { a: '9000-0', b: '700-0' }, 1000), undefined);
+    assert.equal(tombstoneBound(['a'], { a: '18446744073709551615-0' }, 3_600_000), '18446744073705951615');
+  });
+
+  it('a purge that fails is reported, never stops the tail, and is tried again after the interval', async () => {
+    const streams = [`purge-fail-${randomBytes(3).toString('hex')}`];
+    const product = testProduct('tests', 'purge-fail', 'redis', streams);
+    const inner = targetSink(sinkOptions, product) as RedisSink;
+    let attempts = 0;
+    // The real sink, whose purge fails the first time (as a lost connection would).
+    const sink = Object.assign(Object.create(inner) as RedisSink, {
+      purgeTombstones: async (beforeMs: string) => {
+        if (++attempts === 1) throw new Error('purge failed');
+        return inner.purgeTombstones(beforeMs);
+      },
+    });
+    const failures: unknown[] = [];
+    const tail = new LiveTail({
+      eventLog,
+      sink,
+      product: CompiledProduct.compile(product.spec),
+      deadLetters: new DeadLetterQueue(eventLog, deadLetterStream(product), 'tests/purge-fail'),
+      checkpointName: 'main',
+      tombstonePurge: { retentionMs: 0, intervalMs: 0 },
+      onPurgeError: (err) => failures.push(err),
+    });
+    const order = (id: string, type: string, orderId: string) => ({
+      id,
+      source: 'urn:test',
+      type,
+      data: { orderId, customerId: 'c-1', region: 'EU', amount: 1 },
+    });
+    const stop = new AbortController();
+    const batches: TailBatchReport[] = [];
+    const running = tail.run({}, stop.signal, (report) => {
+      batches.push(report);
+    });
+    try {
+      await eventLog.append(streams[0], [
+        order('1', 'OrderPlaced', 'o-1'),
+        order('2', 'OrderDeleted', 'o-1'),
+      ]);
+      await waitFor(() => batches.length >= 1 || 'the first batch', 'the first batch');
+      await delay(5);
+      await eventLog.append(streams[0], [order('3', 'OrderPlaced', 'o-2')]);
+      await waitFor(() => batches.length >= 2 || 'the second batch', 'the second batch');
+    } finally {
+      stop.abort();
+      await running;
+    }
+    assert.deepEqual(
+      failures.map((e) => (e as Error).message),
+      ['purge failed'],
+    );
+    // The first purge failed; the next one, after the second batch, took o-1's tombstone.
+    assert.deepEqual(
+      batches.map((b) => b.tombstonesPurged),
+      [0, 1],
+    );
+    assert.equal(attempts, 2);
+    assert.equal(await redis.exists(`${inner.tombstonePrefix}o-1`), 0);
+    assert.equal(await redis.hget(`${inner.keyPrefix}o-2`, 'customer'), 'c-1');
+    await inner.drop();
+  });
+
+  it('the tail purges the tombstones its checkpoint has passed on every stream; the data stays the same', async () => {
+    const rt = await runtime({ tombstoneRetentionMs: 0, tombstonePurgeIntervalMs: 0 });
+    const products = (['redis', 'postgres'] as const).map((t) => testProduct('tests', `purge-${t}`, t));
+    try {
+      for (const product of products) await rt.runner.start(product);
+      await caughtUp(rt.runner, products);
+      const liveStart = Date.now() + 2;
+      for (const product of products) {
+        const { older } = await tombstones(product, liveStart);
+        assert.ok(older > 100, `the seed left the log's deletes as tombstones in ${product.name} (${older})`);
+      }
+      await delay(5);
+      // Events on both streams move every checkpoint past the seeded tombstones.
+      await appendEvents(
+        eventLog,
+        new OrderEvents({ seed: SEED + 3, orders: 20_000, idPrefix: 'purge' }),
+        2000,
+        STREAMS,
+        200,
+      );
+      await caughtUp(rt.runner, products);
+      const all = await readAll(eventLog, STREAMS);
+      await assertTargets(products, expectedState(all));
+      for (const product of products) {
+        const left = await tombstones(product, liveStart);
+        assert.equal(left.older, 0, `no tombstone older than the checkpoints is left in ${product.name}`);
       }
     } finally {
       await cleanUp(rt.runner, products);

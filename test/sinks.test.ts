@@ -506,6 +506,67 @@ describe('RedisSink', () => {
     await sink.drop();
   });
 
+  it('purges only tombstones older than the bound; the rest keep guarding, records stay', async () => {
+    const sink = fresh({ format: 'hash' });
+    await sink.write([
+      upsert('a', '10-0', { v: 1 }),
+      upsert('b', '10-0', { v: 1 }),
+      upsert('live', '10-0', { v: 1 }),
+    ]);
+    await sink.write([remove('a', '100-0'), remove('b', '300-0'), remove('revived', '50-0')]);
+    // A newer upsert takes its key's tombstone and index entry with it.
+    await sink.write([upsert('revived', '60-0', { v: 2 })]);
+    const index = sink.tombstonePrefix;
+    assert.deepEqual(await redis.zrange(index, '0', '-1', 'WITHSCORES'), [
+      `${index}a`,
+      '100',
+      `${index}b`,
+      '300',
+    ]);
+
+    assert.equal(await sink.purgeTombstones('100'), 0, 'a bound is exclusive');
+    assert.equal(await sink.purgeTombstones('200'), 1);
+    assert.equal(await redis.exists(`${index}a`), 0);
+    assert.equal(await redis.get(`${index}b`), '300-0 orders');
+    assert.deepEqual(await redis.zrange(index, '0', '-1'), [`${index}b`]);
+    // b's tombstone still turns an older upsert away; a and the live records are untouched.
+    assert.deepEqual(await sink.write([upsert('b', '200-0', { v: 9 })]), { written: 0, skipped: 1 });
+    assert.equal(await redis.hget(`${sink.keyPrefix}live`, 'v'), '1');
+    assert.equal(await redis.hget(`${sink.keyPrefix}revived`, 'v'), '2');
+    // A key deleted again after its purge gets a new tombstone and index entry.
+    await sink.write([remove('a', '400-0')]);
+    assert.deepEqual(await redis.zrange(index, '0', '-1'), [`${index}b`, `${index}a`]);
+    await sink.drop();
+    assert.equal(await redis.exists(index), 0);
+  });
+
+  it('purges in runs past the batch size, and index entries of expired tombstones', async () => {
+    const sink = fresh({ format: 'json', ttlSeconds: 3600 });
+    const keys = Array.from({ length: 2500 }, (_, i) => `k${i}`);
+    await sink.write(keys.map((k, i) => remove(k, `${1000 + i}-0`)));
+    // One tombstone gone on its own (as a TTL would): its index entry is dropped, not counted.
+    await redis.del(`${sink.tombstonePrefix}k0`);
+    assert.equal(await sink.purgeTombstones('3000'), 1999);
+    assert.equal(await redis.zcard(sink.tombstonePrefix), 500);
+    assert.equal(await sink.purgeTombstones('9999'), 500);
+    assert.equal(await redis.exists(sink.tombstonePrefix), 0);
+    await sink.drop();
+  });
+
+  it('turns the tombstone marker of an earlier version into the index', async () => {
+    const sink = fresh({ format: 'hash' });
+    await sink.write([remove('old', '5-0')]);
+    // What an earlier version left: a plain marker string.
+    await redis.set(sink.tombstonePrefix, '1');
+    assert.equal(await sink.purgeTombstones('10'), 0);
+    assert.deepEqual(await sink.write([upsert('old', '4-0', { v: 1 })]), { written: 0, skipped: 1 });
+    await sink.write([remove('new', '20-0')]);
+    assert.equal(await redis.type(sink.tombstonePrefix), 'zset');
+    assert.equal(await sink.purgeTombstones('30'), 1);
+    assert.equal(await redis.exists(`${sink.tombstonePrefix}new`), 0);
+    await sink.drop();
+  });
+
   it('compares offsets as numbers over the whole 64-bit range', async () => {
     const sink = fresh({ format: 'json' });
     const big = '18446744073709551615';
@@ -837,6 +898,37 @@ describe('PostgresSink', () => {
     await sink.prepare();
     const changed = new PostgresSink(pool, { schema, table: sink.table, columns: { name: 'integer' } });
     await assert.rejects(changed.prepare(), /already exists with other columns/);
+    await sink.drop();
+  });
+
+  it('purges deleted rows older than the bound, in runs; newer ones keep guarding', async () => {
+    const sink = fresh({ columns: { v: 'text' } });
+    await sink.prepare();
+    const storage = `${quoteIdent(schema)}.${quoteIdent(sink.storageTable)}`;
+    const keys = Array.from({ length: 12_000 }, (_, i) => `k${i}`);
+    await sink.write(keys.map((k, i) => remove(k, `${1000 + i}-0`)));
+    await sink.write([
+      upsert('live', '5-0', { v: 'a' }),
+      remove('late', '50000-0'),
+      upsert('k7', '60000-0', { v: 'back' }),
+    ]);
+    assert.equal(await sink.purgeTombstones('1000'), 0, 'a bound is exclusive');
+    // 11,999 old tombstones (k7 came back), more than one statement's run.
+    assert.equal(await sink.purgeTombstones('20000'), 11_999);
+    const { rows } = await pool.query<{ _key: string; _deleted: boolean }>(
+      `SELECT _key, _deleted FROM ${storage} ORDER BY _key COLLATE "C"`,
+    );
+    assert.deepEqual(rows, [
+      { _key: 'k7', _deleted: false },
+      { _key: 'late', _deleted: true },
+      { _key: 'live', _deleted: false },
+    ]);
+    assert.deepEqual(await sink.write([upsert('late', '40000-0', { v: 'old' })]), { written: 0, skipped: 1 });
+    const index = await pool.query<{ indexdef: string }>(
+      'SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = $2 AND indexdef LIKE $3',
+      [schema, sink.storageTable, '%WHERE _deleted%'],
+    );
+    assert.equal(index.rowCount, 1, 'a partial index serves the purge');
     await sink.drop();
   });
 

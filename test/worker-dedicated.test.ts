@@ -17,6 +17,7 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import type { DataProductSpec } from '../crds/generated/types.ts';
 import { loadConfig } from '../lib/config.ts';
+import { workerSettings } from '../operator/operator-parts.ts';
 import type { EventInput } from '../lib/eventlog/event-log.ts';
 import { RedisEventLog } from '../lib/eventlog/redis-event-log.ts';
 import { createLogger } from '../lib/logger.ts';
@@ -404,6 +405,7 @@ describe('worker configuration', () => {
         seedConcurrency: 2,
         tailConcurrency: 1000,
         seedBatchSize: 1000,
+        tombstoneRetentionSeconds: 3600,
         product: { namespace: 'checkout', name: 'orders' },
         build: 3,
         storeUri: uri,
@@ -421,6 +423,14 @@ describe('worker configuration', () => {
       1,
     );
     assert.throws(() => loadConfig({ OFFTAKE_WORKER_BUILD: '2' }), /OFFTAKE_WORKER_BUILD is set without/);
+    // Retention 0 purges tombstones as soon as every stream's checkpoint has passed them.
+    const purgeNow = loadConfig({ OFFTAKE_WORKER_TOMBSTONE_RETENTION_SECONDS: '0' });
+    assert.equal(workerSettings(purgeNow).tombstoneRetentionMs, 0);
+    assert.equal(workerSettings(loadConfig({})).tombstoneRetentionMs, 3_600_000);
+    assert.throws(
+      () => loadConfig({ OFFTAKE_WORKER_TOMBSTONE_RETENTION_SECONDS: '-5' }),
+      /OFFTAKE_WORKER_TOMBSTONE_RETENTION_SECONDS/,
+    );
     assert.throws(() => loadConfig({ OFFTAKE_WORKER_HEALTH_PORT: '0' }), /1-65535/);
     assert.throws(
       () =>

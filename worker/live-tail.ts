@@ -8,7 +8,13 @@
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import { isOfftakeError } from '../lib/errors.ts';
-import { OFFSET_ZERO, type EventLog, type LogEvent, type Offset } from '../lib/eventlog/event-log.ts';
+import {
+  OFFSET_ZERO,
+  compareOffsets,
+  type EventLog,
+  type LogEvent,
+  type Offset,
+} from '../lib/eventlog/event-log.ts';
 import { processBatch, writeBatch } from './batch-writer.ts';
 import type { CompiledProduct } from './compiled-product.ts';
 import type { DeadLetterQueue } from './dead-letter-queue.ts';
@@ -26,6 +32,23 @@ export interface LiveTailOptions {
   batchSize?: number;
   /** How often to look again for a source stream that does not exist yet, in ms (default 2000). */
   missingStreamRetryMs?: number;
+  /**
+   * When to purge the sink's tombstones: those of events more than `retentionMs` older than the
+   * checkpoint on every stream, at most once per `intervalMs`, after a committed batch. Absent:
+   * never.
+   */
+  tombstonePurge?: TombstonePurge;
+  /**
+   * Told when a purge fails. A purge is housekeeping: its failure never stops the tail, and the
+   * purge is tried again after the interval.
+   */
+  onPurgeError?: (err: unknown) => void;
+}
+
+/** See {@link LiveTailOptions.tombstonePurge}. */
+export interface TombstonePurge {
+  retentionMs: number;
+  intervalMs: number;
 }
 
 /** What the tail reports after each committed batch. */
@@ -34,6 +57,31 @@ export interface TailBatchReport {
   processed: number;
   written: number;
   deadLettered: number;
+  /** Tombstones purged after this batch. */
+  tombstonesPurged: number;
+}
+
+/**
+ * The bound below which a tail's tombstones may go, in ms of an offset (decimal), or undefined
+ * while some stream has no checkpoint. Every event still to come on stream S lies after the
+ * checkpoint of S, so none is older than the earliest checkpoint: a tombstone older than that
+ * can never again be needed to turn an older event away. `retentionMs` keeps them longer still,
+ * for a worker that lost its job without noticing yet.
+ */
+export function tombstoneBound(
+  streams: readonly string[],
+  position: Checkpoint,
+  retentionMs: number,
+): string | undefined {
+  let earliest: Offset | undefined;
+  for (const stream of streams) {
+    const offset = position[stream];
+    if (offset === undefined) return undefined;
+    if (earliest === undefined || compareOffsets(offset, earliest) < 0) earliest = offset;
+  }
+  if (earliest === undefined) return undefined;
+  const bound = BigInt(earliest.slice(0, earliest.indexOf('-'))) - BigInt(retentionMs);
+  return bound > 0n ? bound.toString() : undefined;
 }
 
 type Step = { stream: string; result: IteratorResult<LogEvent[]> };
@@ -45,7 +93,10 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
 
 /** Follows a product's source streams into its sink. */
 export class LiveTail {
-  private readonly options: Required<LiveTailOptions>;
+  private readonly options: LiveTailOptions &
+    Required<Omit<LiveTailOptions, 'tombstonePurge' | 'onPurgeError'>>;
+  /** When tombstones were last purged (ms since the epoch; 0: not yet, so the first batch purges). */
+  private lastPurge = 0;
 
   constructor(options: LiveTailOptions) {
     this.options = { batchSize: 1000, missingStreamRetryMs: 2000, ...options };
@@ -96,7 +147,14 @@ export class LiveTail {
           position: next,
         });
         Object.assign(position, next);
-        await onBatch?.({ checkpoint: { ...position }, processed: events.length, written, deadLettered });
+        const tombstonesPurged = await this.purgeTombstones(position);
+        await onBatch?.({
+          checkpoint: { ...position },
+          processed: events.length,
+          written,
+          deadLettered,
+          tombstonesPurged,
+        });
         arm(stream);
       }
       return { ...position };
@@ -106,6 +164,23 @@ export class LiveTail {
       // Let every follower see the abort and release its connection.
       await Promise.allSettled([...pending.values()]);
       await Promise.allSettled([...iterators.values()].map(async (it) => it.return?.()));
+    }
+  }
+
+  /** Purges the sink's tombstones behind `position` when a purge is due; answers how many went. */
+  private async purgeTombstones(position: Checkpoint): Promise<number> {
+    const { sink, tombstonePurge, product } = this.options;
+    if (tombstonePurge === undefined || sink.purgeTombstones === undefined) return 0;
+    const now = Date.now();
+    if (now - this.lastPurge < tombstonePurge.intervalMs) return 0;
+    const bound = tombstoneBound(product.streams, position, tombstonePurge.retentionMs);
+    if (bound === undefined) return 0;
+    this.lastPurge = now;
+    try {
+      return await sink.purgeTombstones(bound);
+    } catch (err) {
+      this.options.onPurgeError?.(err);
+      return 0;
     }
   }
 

@@ -84,6 +84,13 @@ export interface PipelineWorkerOptions {
   stopPollMs?: number;
   /** How often the tail saves its counters for the runner, in ms (default 500). */
   progressIntervalMs?: number;
+  /**
+   * How long a deleted key's tombstone outlives the tail's passing it on every stream, in ms
+   * (default 3600000); then the tail purges it (see `LiveTail`).
+   */
+  tombstoneRetentionMs?: number;
+  /** How often a tail purges tombstones at most, in ms (default 60000). */
+  tombstonePurgeIntervalMs?: number;
   /** First and longest pause before the tail retries after an error, in ms (default 500 and 30000). */
   tailRetryMinMs?: number;
   tailRetryMaxMs?: number;
@@ -153,10 +160,15 @@ export class PipelineWorker extends EventEmitter {
       stalledIntervalMs: 15_000,
       stopPollMs: 250,
       progressIntervalMs: 500,
+      tombstoneRetentionMs: 3_600_000,
+      tombstonePurgeIntervalMs: 60_000,
       tailRetryMinMs: 500,
       tailRetryMaxMs: 30_000,
       queues: { seed: SEED_QUEUE, tail: TAIL_QUEUE },
-      ...options,
+      // An option given as undefined takes its default, as one left out does.
+      ...(Object.fromEntries(
+        Object.entries(options).filter(([, value]) => value !== undefined),
+      ) as PipelineWorkerOptions),
     };
     this.redis = this.connection('pipeline-worker');
     this.store = new PipelineStateStore(this.redis);
@@ -498,6 +510,11 @@ export class PipelineWorker extends EventEmitter {
       deadLetters: context.deadLetters,
       checkpointName: CHECKPOINT_NAME,
       batchSize: this.options.tailBatchSize,
+      tombstonePurge: {
+        retentionMs: this.options.tombstoneRetentionMs,
+        intervalMs: this.options.tombstonePurgeIntervalMs,
+      },
+      onPurgeError: (err) => this.report(err, `tombstone purge of ${keys.id}`),
     });
     let retryMs = tailRetryMinMs;
     while (!signal.aborted) {
@@ -510,6 +527,12 @@ export class PipelineWorker extends EventEmitter {
           counters.processed += report.processed;
           counters.written += report.written;
           counters.deadLettered += report.deadLettered;
+          if (report.tombstonesPurged > 0) {
+            this.options.logger.info(
+              { product: keys.id, purged: report.tombstonesPurged },
+              'tombstones purged',
+            );
+          }
           if (counters.error !== undefined) {
             delete counters.error;
             await save(true);

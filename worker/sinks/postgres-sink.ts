@@ -6,7 +6,9 @@
  * compare as numbers over their whole 64-bit range, never as "ms-seq" strings) and `_stream`
  * (collation "C", byte order, like every other sink) — and `_deleted`. A delete does not remove
  * the row: it clears the columns and sets `_deleted`, so the row keeps guarding the key and a
- * delete at offset N still beats an upsert older than N that arrives later. Readers use the view
+ * delete at offset N still beats an upsert older than N that arrives later, until
+ * {@link PostgresSink.purgeTombstones} removes it once no older event can arrive (a partial index
+ * over the deleted rows' times keeps that cheap). Readers use the view
  * named after the table, `<schema>.<table>`: `_key`, the declared columns, `_offset`
  * (`<ms>-<seq>`) and `_stream` of the live rows only. One table carries guard and data, so every
  * write is a single `INSERT ... ON CONFLICT (_key) DO UPDATE ... WHERE <stored position is
@@ -77,6 +79,9 @@ const DELETED = '_deleted';
 /** Storage and view names start with this; a product table may not. */
 const INTERNAL_TABLE_PREFIX = '_offtake';
 
+/** Deleted rows removed per purge statement, so no one transaction grows large. */
+const PURGE_BATCH = 10_000;
+
 /** The longest identifier Postgres keeps (NAMEDATALEN - 1). */
 const MAX_IDENTIFIER = 63;
 
@@ -135,6 +140,8 @@ export class PostgresSink implements Sink {
     mergeStaged: Statement;
     mergeStagedWithCheckpoint: Statement;
     checkpoint: string;
+    tombstoneIndex: string;
+    purge: Statement;
   };
 
   constructor(pool: pg.Pool, opts: PostgresSinkOptions) {
@@ -225,6 +232,17 @@ export class PostgresSink implements Sink {
       mergeStaged: statement(merge(staging)),
       mergeStagedWithCheckpoint: statement(merge(staging, 1)),
       checkpoint: checkpointCte(1),
+      tombstoneIndex:
+        `CREATE INDEX IF NOT EXISTS ${quoteIdent(`${INTERNAL_TABLE_PREFIX}_tombstones_${shortHash(this.storageTable, 16)}`)}` +
+        ` ON ${this.qualifiedStorage} (${quoteIdent(OFFSET_MS)}) WHERE ${quoteIdent(DELETED)}`,
+      // The outer conditions are checked again on a row another writer changed meanwhile: a key
+      // brought back by a newer upsert is not a tombstone any more and stays.
+      purge: statement(
+        `WITH purged AS (\n  DELETE FROM ${this.qualifiedStorage} AS t\n` +
+          `  WHERE t.${quoteIdent(DELETED)} AND t.${quoteIdent(OFFSET_MS)} < $1::numeric AND t.${key} IN (\n` +
+          `    SELECT ${key} FROM ${this.qualifiedStorage} WHERE ${quoteIdent(DELETED)} AND ${quoteIdent(OFFSET_MS)} < $1::numeric LIMIT $2)\n` +
+          `  RETURNING 1\n)\nSELECT count(*)::int AS purged FROM purged`,
+      ),
     };
   }
 
@@ -318,6 +336,7 @@ export class PostgresSink implements Sink {
         `CREATE TABLE IF NOT EXISTS ${this.qualifiedStorage} (${quoteIdent(KEY_COLUMN)} text PRIMARY KEY, ${[...declared, ...internal].join(', ')})`,
       );
       await this.checkStorageColumns(client);
+      await client.query(this.sql.tombstoneIndex);
       await client.query(
         `CREATE TABLE IF NOT EXISTS ${this.qualifiedCheckpoints} (sink text NOT NULL, name text NOT NULL, position jsonb NOT NULL, updated_at timestamptz NOT NULL, PRIMARY KEY (sink, name))`,
       );
@@ -444,6 +463,22 @@ export class PostgresSink implements Sink {
     } catch (err) {
       if ((err as { code?: string }).code === UNDEFINED_TABLE) return null;
       throw err;
+    }
+  }
+
+  /**
+   * Deletes the rows of deleted keys whose event is older than `beforeMs` (the milliseconds of an
+   * offset, decimal), {@link PURGE_BATCH} per statement; returns how many.
+   */
+  async purgeTombstones(beforeMs: string): Promise<number> {
+    let purged = 0;
+    for (;;) {
+      const { rows } = await this.pool.query<{ purged: number }>({
+        ...this.sql.purge,
+        values: [beforeMs, PURGE_BATCH],
+      });
+      purged += rows[0].purged;
+      if (rows[0].purged < PURGE_BATCH) return purged;
     }
   }
 

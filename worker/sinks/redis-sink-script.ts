@@ -4,8 +4,10 @@
  * the script starts instead of failing a write half-way; and every read that could fail (a key
  * of the wrong type) happens in a first pass before the first write, so a batch is all or nothing.
  *
- * KEYS: [1] the checkpoint hash, [2] the tombstone marker (the bare tombstone prefix: it exists
- * once the sink wrote any tombstone, so a sink that never deletes skips every tombstone lookup),
+ * KEYS: [1] the checkpoint hash, [2] the tombstone index (at the bare tombstone prefix: a sorted
+ * set of the tombstone keys scored by their offset's milliseconds, which the purge script
+ * walks; it exists once the sink wrote any tombstone, so a sink that never deletes skips every
+ * tombstone lookup),
  * then per record i (from 1) [2i+1] its data key and [2i+2] its tombstone key. ARGV: [1] `hash` or `json`, [2] TTL in seconds (`0` = none), [3] checkpoint name
  * (empty = none), [4] checkpoint JSON, then per record: op (`u` / `d`), offset ms, offset seq,
  * stream, n, and n values (hash: field/value pairs; json: the document). Returns how many
@@ -52,7 +54,8 @@ if checkpoint ~= '' then
 end
 
 -- Pass 1: read every guard; nothing is written yet.
-local tombstones = redis.call('EXISTS', KEYS[2]) == 1
+local index = redis.call('TYPE', KEYS[2])['ok']
+local tombstones = index ~= 'none'
 local winners = {}
 local a, k = 5, 3
 local argc = #ARGV
@@ -102,13 +105,18 @@ for _, w in ipairs(winners) do
     else
       redis.call('SET', KEYS[k], ARGV[a + 5])
     end
-    if w[3] then redis.call('DEL', KEYS[k + 1]) end
+    if w[3] then
+      redis.call('DEL', KEYS[k + 1])
+      redis.call('ZREM', KEYS[2], KEYS[k + 1])
+    end
   else
     redis.call('DEL', KEYS[k])
-    if not tombstones then
-      redis.call('SET', KEYS[2], '1')
-      tombstones = true
+    -- A marker string of an earlier version becomes the index.
+    if index == 'string' then
+      redis.call('DEL', KEYS[2])
+      index = 'zset'
     end
+    redis.call('ZADD', KEYS[2], tonumber(ARGV[a + 1]), KEYS[k + 1])
     if ttl > 0 then
       redis.call('SET', KEYS[k + 1], offset .. ' ' .. st, 'EX', ttl)
     else
@@ -120,6 +128,51 @@ end
 if checkpoint ~= '' then redis.call('HSET', KEYS[1], checkpoint, ARGV[4]) end
 return #winners
 `;
+
+/**
+ * The script that purges tombstones older than a time. KEYS: [1] the tombstone index. ARGV: [1]
+ * the bound (milliseconds of an offset, decimal), [2] the most index entries to look at. Deletes
+ * each indexed tombstone whose offset's milliseconds are below the bound and drops index entries
+ * whose tombstone is gone (expired, or replaced by a newer upsert); a tombstone written again
+ * since it was indexed carries its newer time and stays. Returns { tombstones deleted, index
+ * entries looked at }: fewer looked at than asked means the purge is complete.
+ */
+const PURGE_SOURCE = `#!lua
+local function digitsLess(a, b)
+  if #a ~= #b then return #a < #b end
+  for i = 1, #a do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return false
+end
+
+if redis.call('TYPE', KEYS[1])['ok'] ~= 'zset' then return { 0, 0 } end
+local entries = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local purged = 0
+for _, key in ipairs(entries) do
+  local t = redis.call('GET', key)
+  local ms = t and string.match(t, '^(%d+)%-')
+  if ms and digitsLess(ms, ARGV[1]) then
+    redis.call('DEL', key)
+    purged = purged + 1
+    redis.call('ZREM', KEYS[1], key)
+  elseif not ms then
+    redis.call('ZREM', KEYS[1], key)
+  else
+    -- Scored below the bound but not older (a score rounded off a very long number): kept, and
+    -- rescored so the next look starts past it.
+    redis.call('ZADD', KEYS[1], tonumber(ARGV[1]), key)
+  end
+end
+return { purged, #entries }
+`;
+
+/** The tombstone purge script's source and SHA-1 (for EVALSHA). */
+export const REDIS_PURGE_SCRIPT = Object.freeze({
+  source: PURGE_SOURCE,
+  sha: createHash('sha1').update(PURGE_SOURCE).digest('hex'),
+});
 
 /** The batch script's source and SHA-1 (for EVALSHA). */
 export const REDIS_SINK_SCRIPT = Object.freeze({

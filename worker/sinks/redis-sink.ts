@@ -12,9 +12,10 @@
  * `${tombstonePrefix}${key}` holding `<ms>-<seq> <stream>`, so a delete at offset N still beats
  * an upsert older than N that arrives later. Tombstones live outside the record key space, so
  * readers scanning the product's prefix never see them; a newer upsert removes its key's
- * tombstone. Without a TTL tombstones stay until {@link RedisSink.drop}; with one they expire
- * like records (after that, a replayed older event could bring the key back — a TTL makes the
- * state time-dependent anyway).
+ * tombstone. Tombstones are indexed by time (a sorted set at the bare tombstone prefix) and
+ * removed by {@link RedisSink.purgeTombstones} once no older event can arrive any more; with a
+ * TTL they also expire like records (after that, a replayed older event could bring the key back
+ * — a TTL makes the state time-dependent anyway).
  *
  * A batch's keys are sent as the script's KEYS; on Redis Cluster they must share a slot, i.e. the
  * prefixes must carry one hash tag (`offtake:{ns.name}:`) — single-node Redis needs nothing.
@@ -28,7 +29,7 @@ import {
   parseCheckpoint,
   toJsonText,
 } from './records.ts';
-import { REDIS_SINK_SCRIPT } from './redis-sink-script.ts';
+import { REDIS_PURGE_SCRIPT, REDIS_SINK_SCRIPT } from './redis-sink-script.ts';
 import type { Checkpoint, Sink, SinkRecord, SinkWriteResult } from './sink.ts';
 import { SinkRecordError } from './sink-record-error.ts';
 
@@ -57,6 +58,9 @@ const MAX_TTL_SECONDS = 31_536_000;
 
 /** Keys deleted per UNLINK while dropping. */
 const DROP_BATCH = 500;
+
+/** Tombstones looked at per purge script: each run holds Redis for about a millisecond. */
+const PURGE_BATCH = 1000;
 
 /**
  * Why a record cannot be written to a redis target, or undefined when it can (see
@@ -193,16 +197,37 @@ export class RedisSink implements Sink {
         args[countAt] = n;
       }
     }
-    const written = (await this.runScript(keys, args)) as number;
+    const written = (await this.runScript(REDIS_SINK_SCRIPT, keys, args)) as number;
     return { written, skipped: records.length - written };
   }
 
-  private async runScript(keys: string[], args: (string | number)[]): Promise<unknown> {
+  /**
+   * Deletes the tombstones of events older than `beforeMs` (the milliseconds of an offset,
+   * decimal) in runs of {@link PURGE_BATCH}, so Redis is never held long; returns how many.
+   */
+  async purgeTombstones(beforeMs: string): Promise<number> {
+    let purged = 0;
+    for (;;) {
+      const [deleted, looked] = (await this.runScript(
+        REDIS_PURGE_SCRIPT,
+        [this.tombstonePrefix],
+        [beforeMs, PURGE_BATCH],
+      )) as [number, number];
+      purged += deleted;
+      if (looked < PURGE_BATCH) return purged;
+    }
+  }
+
+  private async runScript(
+    script: { source: string; sha: string },
+    keys: string[],
+    args: (string | number)[],
+  ): Promise<unknown> {
     try {
-      return await this.redis.call('EVALSHA', [REDIS_SINK_SCRIPT.sha, keys.length, ...keys, ...args]);
+      return await this.redis.call('EVALSHA', [script.sha, keys.length, ...keys, ...args]);
     } catch (err) {
       if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
-      return await this.redis.call('EVAL', [REDIS_SINK_SCRIPT.source, keys.length, ...keys, ...args]);
+      return await this.redis.call('EVAL', [script.source, keys.length, ...keys, ...args]);
     }
   }
 

@@ -53,6 +53,13 @@ export interface Sink {
     records: readonly SinkRecord[],
     checkpoint?: { name: string; position: Checkpoint },
   ): Promise<SinkWriteResult>;
+  /**
+   * Deletes the tombstones (the guards deleted keys leave behind) of events whose offset's
+   * milliseconds are below `beforeMs` (decimal); answers how many. Only safe once no event
+   * older than that can be written any more: the live tail calls it with a bound behind its
+   * checkpoint on every stream. Absent where a target keeps no tombstones.
+   */
+  purgeTombstones?(beforeMs: string): Promise<number>;
   /** The checkpoint stored under `name`, or null. */
   readCheckpoint(name: string): Promise<Checkpoint | null>;
   /** Removes everything the sink wrote (records, guard data, checkpoints). */
