@@ -6,7 +6,7 @@
  * - a naive baseline per target: read a batch, evaluate each event, write each record with its
  *   own round trip (`writeOneByOne`), on the first BENCH_NAIVE_EVENTS events (default 50,000);
  * - Offtake's seed into redis, postgres and topic targets by BENCH_WORKERS worker processes
- *   (default 2, seed concurrency BENCH_SEED_CONCURRENCY each, default 3, started with the Node
+ *   (default 2, seed concurrency BENCH_SEED_CONCURRENCY each, default 2 as in `offtake worker`, started with the Node
  *   options BENCH_WORKER_NODE_ARGS, default `--max-semi-space-size=16`, what `offtake worker`
  *   runs with), their peak RSS; each measured after an unmeasured warm-up seed of
  *   BENCH_WARMUP_EVENTS (default 100,000) per target, as the ceiling is the best of three runs;
@@ -48,7 +48,7 @@ import {
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 1_000_000);
 const NAIVE_EVENTS = Math.min(EVENTS, Number(process.env.BENCH_NAIVE_EVENTS ?? 50_000));
 const WORKERS = Number(process.env.BENCH_WORKERS ?? 2);
-const SEED_CONCURRENCY = Number(process.env.BENCH_SEED_CONCURRENCY ?? 3);
+const SEED_CONCURRENCY = Number(process.env.BENCH_SEED_CONCURRENCY ?? 2);
 const SEED_BATCH = Number(process.env.BENCH_SEED_BATCH ?? 1000);
 const WARMUP_EVENTS = Math.min(EVENTS, Number(process.env.BENCH_WARMUP_EVENTS ?? 100_000));
 const WARMUP_STREAM = `${BENCH_STREAM}-warmup`;
