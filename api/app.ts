@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import express, { type Express, type RequestHandler, type Router } from 'express';
 import type { Logger } from '../lib/logger.ts';
+import type { OfftakeMetrics } from '../lib/metrics.ts';
 import { OfftakeError } from '../lib/errors.ts';
 import type { ResourceStore } from '../lib/resource-store/resource-store.ts';
 import { openApiDocument } from './openapi.ts';
@@ -23,6 +24,11 @@ export interface AppDeps {
   apiToken?: string;
   /** More routers (e.g. the event log's `/v1/streams`), with their OpenAPI paths. */
   extraRouters?: ExtraRouter[];
+  /**
+   * Served at `/metrics` (Prometheus text), and fed with every request's route, code and
+   * duration. `/metrics` needs the bearer token when the API has one.
+   */
+  metrics?: OfftakeMetrics;
 }
 
 /** A router mounted at `path`, with the OpenAPI paths it serves. */
@@ -57,6 +63,28 @@ function requireBearer(token: string): RequestHandler {
   };
 }
 
+/** Where `res.locals` keeps the mount path of the router that took the request. */
+const MOUNT = 'offtakeMount';
+
+/**
+ * Counts each request once its answer is finished (or the client went away), labelled by the
+ * route pattern that served it (`/v1/namespaces/:namespace/dataproducts/:name`), never the raw path.
+ */
+function measureRequests(metrics: OfftakeMetrics): RequestHandler {
+  return (req, res, next) => {
+    const start = process.hrtime.bigint();
+    res.once('close', () => {
+      const pattern = (req.route as { path?: unknown } | undefined)?.path;
+      const mounted = res.locals[MOUNT] as string | undefined;
+      const route = typeof pattern === 'string' ? `${mounted ?? ''}${pattern}` : 'unmatched';
+      const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+      metrics.httpRequests.inc({ method: req.method, route, code: String(res.statusCode) });
+      metrics.httpDuration.observe({ method: req.method, route }, seconds);
+    });
+    next();
+  };
+}
+
 /** Builds the express app without listening, so tests call it in-process. */
 export function createApp(deps: AppDeps): Express {
   const app = express();
@@ -69,6 +97,8 @@ export function createApp(deps: AppDeps): Express {
     ...(deps.extraRouters ?? []).map((r) => r.openApiPaths ?? {}),
   ) as Record<string, unknown>;
   const openApi = JSON.stringify(openApiDocument(deps.version, extraPaths));
+  const { metrics } = deps;
+  if (metrics !== undefined) app.use(measureRequests(metrics));
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
@@ -83,9 +113,27 @@ export function createApp(deps: AppDeps): Express {
     res.type('application/json').send(openApi);
   });
 
+  if (metrics !== undefined) {
+    if (deps.apiToken !== undefined) app.use('/metrics', requireBearer(deps.apiToken));
+    app.get('/metrics', async (_req, res) => {
+      const { contentType, text } = await metrics.exposition();
+      res.type(contentType).send(text);
+    });
+  }
   if (deps.apiToken !== undefined) app.use('/v1', requireBearer(deps.apiToken));
-  app.use('/v1', dataProductsRouter(deps));
-  for (const extra of deps.extraRouters ?? []) app.use(extra.path, extra.router);
+  // Each router's mount path is noted for the metrics: an error leaves the router before the
+  // answer is counted, and express then no longer says where it was mounted.
+  const mount = (path: string, router: Router) =>
+    app.use(
+      path,
+      (_req, res, next) => {
+        res.locals[MOUNT] = path;
+        next();
+      },
+      router,
+    );
+  mount('/v1', dataProductsRouter(deps));
+  for (const extra of deps.extraRouters ?? []) mount(extra.path, extra.router);
 
   app.use((req, _res, next) => {
     next(new OfftakeError('not-found', `No route for ${req.method} ${req.path}.`));

@@ -9,6 +9,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { Redis } from 'ioredis';
 import type { OfftakeConfig } from '../lib/config.ts';
 import type { Logger } from '../lib/logger.ts';
+import { OfftakeMetrics } from '../lib/metrics.ts';
 import { KubernetesResourceStore } from '../lib/resource-store/kubernetes-resource-store.ts';
 import { RedisResourceStore } from '../lib/resource-store/redis-resource-store.ts';
 import { DataProductValidator } from '../lib/validation/validator.ts';
@@ -69,13 +70,19 @@ export function createEventLog(redis: Redis, config: OfftakeConfig): Promise<Red
 }
 
 /** The event log's HTTP face, mounted at `/v1/streams`, with its OpenAPI paths. */
-export function streamsRoute(eventLog: RedisEventLog, config: OfftakeConfig, logger: Logger): ExtraRouter {
+export function streamsRoute(
+  eventLog: RedisEventLog,
+  config: OfftakeConfig,
+  logger: Logger,
+  metrics?: OfftakeMetrics,
+): ExtraRouter {
   const ev = config.eventLog;
   return {
     path: '/v1/streams',
     router: streamsRouter({
       eventLog,
       logger,
+      metrics,
       limits: { maxBodyBytes: ev.maxBodyBytes, heartbeatMs: ev.heartbeatMs, maxFollowers: ev.maxFollowers },
     }),
     openApiPaths: streamsOpenApiPaths(),
@@ -92,6 +99,11 @@ export interface PlatformApiParts {
   connections: ConnectionReader;
   /** Whether specs may ask for `placement: dedicated` (Kubernetes mode); default false. */
   allowDedicated?: boolean;
+  /**
+   * The process's metrics, served at `/metrics` with the DataProduct and event-log gauges
+   * added; `offtake up` passes the registry its operator and workers report to as well.
+   */
+  metrics: OfftakeMetrics;
 }
 
 /**
@@ -99,7 +111,9 @@ export interface PlatformApiParts {
  * details, the event log, OpenAPI and health. One code path for `offtake api` and `offtake up`.
  */
 export function createPlatformApp(config: OfftakeConfig, logger: Logger, parts: PlatformApiParts): Express {
-  const { redis, store, eventLog, connections } = parts;
+  const { redis, store, eventLog, connections, metrics } = parts;
+  metrics.watchProducts(store);
+  metrics.watchEventLog(eventLog);
   if (config.apiToken === undefined && !isLoopback(config.host)) {
     logger.warn(
       { host: config.host },
@@ -116,8 +130,9 @@ export function createPlatformApp(config: OfftakeConfig, logger: Logger, parts: 
     version: VERSION,
     apiToken: config.apiToken,
     ready: async () => (await redis.ping()) === 'PONG',
+    metrics,
     extraRouters: [
-      streamsRoute(eventLog, config, logger),
+      streamsRoute(eventLog, config, logger, metrics),
       connectionRoute({ store, connections }),
       admissionRoute({ validator }),
     ],
@@ -192,7 +207,13 @@ export async function startApiServer(
       : new KubernetesResourceStore(options.kubeConfig, { fieldManager: 'offtake-api' });
   const eventLog = await createEventLog(redis, config);
   const connections = ProductRecords.forPlatform(redis, config.redisPrefix);
-  const app = createPlatformApp(config, logger, { redis, store, eventLog, connections });
+  const app = createPlatformApp(config, logger, {
+    redis,
+    store,
+    eventLog,
+    connections,
+    metrics: new OfftakeMetrics(),
+  });
   const { server, port } = await listen(app, config);
   logger.info(
     {

@@ -17,6 +17,7 @@ import {
 } from '../api/server.ts';
 import type { OfftakeConfig } from '../lib/config.ts';
 import type { Logger } from '../lib/logger.ts';
+import { OfftakeMetrics } from '../lib/metrics.ts';
 import { RedisResourceStore } from '../lib/resource-store/redis-resource-store.ts';
 import { startHealthServer, type ReadinessCheck } from '../worker/health-server.ts';
 import { pipelineQueues } from '../worker/pipeline-keys.ts';
@@ -118,15 +119,23 @@ async function startParts(
   closers.push(() => eventLog.close());
   const store = new RedisResourceStore(redis, { prefix: `${prefix}:resources` });
   closers.push(() => store.close());
+  // One registry for the process: the API serves what its workers report, too.
+  const metrics = new OfftakeMetrics();
   const { controller, records } = await startOperatorParts(
     config,
     logger,
-    options,
+    { ...options, worker: { ...options.worker, metrics } },
     { redis, pool, eventLog, store },
     closers,
   );
 
-  const app = createPlatformApp(config, logger, { redis, store, eventLog, connections: records });
+  const app = createPlatformApp(config, logger, {
+    redis,
+    store,
+    eventLog,
+    connections: records,
+    metrics,
+  });
   const { server, port } = await listen(app, config);
   closers.push(() =>
     stopServer(server, async () => {
@@ -195,11 +204,12 @@ export async function startWorkerProcess(config: OfftakeConfig, logger: Logger):
   const { product, build, storeUri, healthPort } = config.worker;
   const served = product === undefined ? undefined : { ...product, build: build ?? 1 };
   const parts: WorkerHealthParts = { started: false };
+  const metrics = new OfftakeMetrics();
   // Listening first: liveness answers while the rest starts, and readiness says what is missing.
   const health =
     healthPort === undefined
       ? undefined
-      : await startHealthServer({ port: healthPort, ready: workerReadiness(parts) });
+      : await startHealthServer({ port: healthPort, ready: workerReadiness(parts), metrics });
   let redis: Redis | undefined;
   let pool: pg.Pool | undefined;
   let store: DedicatedStore | undefined;
@@ -231,6 +241,7 @@ export async function startWorkerProcess(config: OfftakeConfig, logger: Logger):
       connect: redisConnector(config.redisUrl),
       eventLog,
       logger,
+      metrics,
       prefix: config.redisPrefix,
       sinkFactory,
       onShutdown: async () => {

@@ -17,6 +17,7 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import type { DataProductSpec } from '../crds/generated/types.ts';
 import { loadConfig } from '../lib/config.ts';
+import { metricValue } from './helpers/metrics.ts';
 import { workerSettings } from '../operator/operator-parts.ts';
 import type { EventInput } from '../lib/eventlog/event-log.ts';
 import { RedisEventLog } from '../lib/eventlog/redis-event-log.ts';
@@ -261,7 +262,29 @@ describe('offtake worker, dedicated mode', () => {
 
     assert.deepEqual(await get(healthPort, '/healthz'), { status: 200, body: 'ok\n' });
     assert.deepEqual(await get(healthPort, '/readyz'), { status: 200, body: 'ok\n' });
-    assert.equal((await get(healthPort, '/metrics')).status, 404);
+    // Its metrics count what the runner's state says the seed and the tail did (the state's
+    // tail counters are saved every half second: wait for them).
+    let metrics = await get(healthPort, '/metrics');
+    await waitFor(async () => {
+      metrics = await get(healthPort, '/metrics');
+      const state = (await runner.state(ref))!;
+      const counted = (metric: string, phase: string) =>
+        metricValue(metrics.body, metric, { namespace: ref.namespace, name: ref.name, phase });
+      assert.equal(metrics.status, 200);
+      assert.equal(counted('offtake_pipeline_events_total', 'seed'), state.seed.processed);
+      assert.equal(counted('offtake_pipeline_records_written_total', 'seed'), state.seed.written);
+      assert.ok((state.tail?.processed ?? 0) > 0);
+      return counted('offtake_pipeline_events_total', 'tail') === state.tail?.processed;
+    }, 'the metrics to count what the seed and the tail did');
+    assert.ok(
+      (metricValue(metrics.body, 'offtake_pipeline_batch_duration_seconds_count', { phase: 'seed' }) ?? 0) >
+        0,
+    );
+    assert.ok(
+      (metricValue(metrics.body, 'process_resident_memory_bytes') ?? 0) > 0,
+      'the process metrics too',
+    );
+    assert.ok(!metrics.body.includes(STORE_URI), 'no secret in the metrics');
 
     await runner.deleteRuntimeState(ref, { timeoutMs: 20_000 });
     await stopWorker(worker);

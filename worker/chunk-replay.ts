@@ -25,8 +25,12 @@ export interface ChunkReplayOptions {
   batchSize?: number;
 }
 
-/** Called after each written batch with the chunk's progress; may persist it. */
-export type ChunkProgressListener = (progress: ChunkProgress) => Promise<void>;
+/**
+ * Called after each written batch with the chunk's progress (and the seconds the batch took to
+ * run through the filter and transform and be written), and once more when the chunk is done;
+ * may persist it.
+ */
+export type ChunkProgressListener = (progress: ChunkProgress, batchSeconds?: number) => Promise<void>;
 
 /** Replays seed chunks of one product. */
 export class ChunkReplay {
@@ -61,7 +65,9 @@ export class ChunkReplay {
         interrupted = true;
         break;
       }
+      const started = performance.now();
       const batch = processBatch(product, events, chunk.stream);
+      const processing = performance.now() - started;
       const last = events[events.length - 1].offset;
       const count = events.length;
       if (inFlight !== null) await inFlight;
@@ -69,7 +75,9 @@ export class ChunkReplay {
         interrupted = true;
         break;
       }
+      const writing = performance.now();
       inFlight = writeBatch(sink, deadLetters, batch).then(async ({ written, deadLettered }) => {
+        const seconds = (processing + performance.now() - writing) / 1000;
         current = {
           cursor: last,
           processed: current.processed + count,
@@ -77,7 +85,7 @@ export class ChunkReplay {
           deadLettered: current.deadLettered + deadLettered,
           done: false,
         };
-        await onProgress(current);
+        await onProgress(current, seconds);
       });
       // Awaited before the next write or at the end; until then a failure must not count as unhandled.
       inFlight.catch(() => undefined);

@@ -2,7 +2,7 @@
  * The health endpoint of an `offtake worker`: a tiny HTTP server for Kubernetes' probes.
  * `GET /healthz` answers 200 while the process runs (liveness); `GET /readyz` answers 200 when
  * the worker can do its work and 503 with a one-line reason when it cannot (readiness);
- * anything else is 404. Plain `node:http`: two routes need no framework.
+ * `GET /metrics` answers the worker's Prometheus metrics when it has them; anything else is 404. Plain `node:http`: two routes need no framework.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -21,6 +21,8 @@ export interface HealthServerOptions {
   host?: string;
   /** Asked on every `GET /readyz`; a rejection counts as not ready, with its message as the reason. */
   ready: ReadinessCheck;
+  /** Served at `GET /metrics`, when given. */
+  metrics?: { exposition(): Promise<{ contentType: string; text: string }> };
 }
 
 /** A listening health server. */
@@ -40,9 +42,14 @@ function oneLine(text: string): string {
   return line.length <= MAX_REASON ? line : `${line.slice(0, MAX_REASON - 1)}…`;
 }
 
-function send(res: ServerResponse, status: number, body: string): void {
+function send(
+  res: ServerResponse,
+  status: number,
+  body: string,
+  contentType = 'text/plain; charset=utf-8',
+): void {
   res.writeHead(status, {
-    'content-type': 'text/plain; charset=utf-8',
+    'content-type': contentType,
     'cache-control': 'no-store',
     'content-length': Buffer.byteLength(body),
   });
@@ -57,14 +64,22 @@ async function readiness(check: ReadinessCheck): Promise<true | string> {
   }
 }
 
-async function handle(req: IncomingMessage, res: ServerResponse, check: ReadinessCheck): Promise<void> {
+async function handle(
+  req: IncomingMessage,
+  res: ServerResponse,
+  options: HealthServerOptions,
+): Promise<void> {
   const path = (req.url ?? '/').split('?')[0];
   const method = req.method ?? 'GET';
   if (method !== 'GET' && method !== 'HEAD') return send(res, 404, 'not found\n');
   if (path === '/healthz') return send(res, 200, 'ok\n');
   if (path === '/readyz') {
-    const ready = await readiness(check);
+    const ready = await readiness(options.ready);
     return ready === true ? send(res, 200, 'ok\n') : send(res, 503, `${oneLine(ready)}\n`);
+  }
+  if (path === '/metrics' && options.metrics !== undefined) {
+    const { contentType, text } = await options.metrics.exposition();
+    return send(res, 200, text, contentType);
   }
   send(res, 404, 'not found\n');
 }
@@ -73,7 +88,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, check: Readines
 export async function startHealthServer(options: HealthServerOptions): Promise<HealthServer> {
   const host = options.host ?? '0.0.0.0';
   const server = createServer((req, res) => {
-    handle(req, res, options.ready).catch(() => {
+    handle(req, res, options).catch(() => {
       if (!res.headersSent) send(res, 500, 'health check failed\n');
       else res.destroy();
     });

@@ -59,6 +59,8 @@ export interface TailBatchReport {
   deadLettered: number;
   /** Tombstones purged after this batch. */
   tombstonesPurged: number;
+  /** Seconds the batch took to run through the filter and transform and be written. */
+  seconds: number;
 }
 
 /**
@@ -140,12 +142,14 @@ export class LiveTail {
         pending.delete(stream);
         if (result.done === true) continue;
         const events = result.value;
+        const started = performance.now();
         const batch = processBatch(product, events, stream);
         const next = { ...position, [stream]: events[events.length - 1].offset };
         const { written, deadLettered } = await writeBatch(sink, deadLetters, batch, {
           name: checkpointName,
           position: next,
         });
+        const seconds = (performance.now() - started) / 1000;
         Object.assign(position, next);
         const tombstonesPurged = await this.purgeTombstones(position);
         await onBatch?.({
@@ -154,6 +158,7 @@ export class LiveTail {
           written,
           deadLettered,
           tombstonesPurged,
+          seconds,
         });
         arm(stream);
       }

@@ -15,6 +15,7 @@ import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { EventLog } from '../lib/eventlog/event-log.ts';
 import type { Logger } from '../lib/logger.ts';
+import type { PipelineMetrics } from '../lib/metrics.ts';
 import { ChunkReplay } from './chunk-replay.ts';
 import { CompiledProduct } from './compiled-product.ts';
 import { DeadLetterQueue } from './dead-letter-queue.ts';
@@ -91,6 +92,8 @@ export interface PipelineWorkerOptions {
   tombstoneRetentionMs?: number;
   /** How often a tail purges tombstones at most, in ms (default 60000). */
   tombstonePurgeIntervalMs?: number;
+  /** Told of every written batch and purge, when given. */
+  metrics?: PipelineMetrics;
   /** First and longest pause before the tail retries after an error, in ms (default 500 and 30000). */
   tailRetryMinMs?: number;
   tailRetryMaxMs?: number;
@@ -139,7 +142,8 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
  * its background work (they are also logged); jobs retry on their own.
  */
 export class PipelineWorker extends EventEmitter {
-  private readonly options: Required<PipelineWorkerOptions>;
+  private readonly options: Required<Omit<PipelineWorkerOptions, 'metrics'>> &
+    Pick<PipelineWorkerOptions, 'metrics'>;
   private readonly store: PipelineStateStore;
   private readonly redis: Redis;
   private readonly connections: Redis[] = [];
@@ -385,7 +389,21 @@ export class PipelineWorker extends EventEmitter {
         deadLetters: context.deadLetters,
         batchSize: this.options.seedBatchSize,
       });
-      const result = await replay.run(chunk, progress, active.controller.signal, async (p) => {
+      let last = progress;
+      const result = await replay.run(chunk, progress, active.controller.signal, async (p, seconds) => {
+        if (seconds !== undefined) {
+          this.options.metrics?.batch(
+            'seed',
+            data,
+            {
+              processed: p.processed - last.processed,
+              written: p.written - last.written,
+              deadLettered: p.deadLettered - last.deadLettered,
+            },
+            seconds,
+          );
+        }
+        last = p;
         if (!(await this.store.saveChunk(keys, run.runId, data.index, p))) active.controller.abort('stale');
       });
       if (result.done) {
@@ -527,7 +545,9 @@ export class PipelineWorker extends EventEmitter {
           counters.processed += report.processed;
           counters.written += report.written;
           counters.deadLettered += report.deadLettered;
+          this.options.metrics?.batch('tail', run.product, report, report.seconds);
           if (report.tombstonesPurged > 0) {
+            this.options.metrics?.tombstonesPurged(run.product, report.tombstonesPurged);
             this.options.logger.info(
               { product: keys.id, purged: report.tombstonesPurged },
               'tombstones purged',

@@ -18,6 +18,7 @@ import {
 } from '../../lib/eventlog/event-log.ts';
 import { OfftakeError, isOfftakeError } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
+import type { EventLogMetrics } from '../../lib/metrics.ts';
 import { EVENT_TYPE } from '../../crds/dataproduct.schema.ts';
 
 /** The HTTP limits of the streams API. */
@@ -41,6 +42,8 @@ export interface StreamsRouterDeps {
   eventLog: EventLog;
   logger: Logger;
   limits: StreamsRouterLimits;
+  /** Counts appended events, when given. */
+  metrics?: EventLogMetrics;
 }
 
 const READ_PARAMETERS = new Set(['from', 'to', 'since', 'until', 'type', 'limit', 'cursor', 'follow']);
@@ -117,6 +120,7 @@ export function streamsRouter(deps: StreamsRouterDeps): Router {
         if (duplicate) duplicates.push(i);
       });
       const stored = result.offsets.length - duplicates.length;
+      deps.metrics?.appended(stream, stored);
       res.status(stored > 0 ? 201 : 200).json({ stream, offsets: result.offsets, duplicates });
     })
     .get(async (req, res) => {

@@ -17,6 +17,7 @@ import { createEventLog, createPlatformApp, listen } from '../../api/server.ts';
 import { DEFAULT_CONFIG, loadConfig } from '../../lib/config.ts';
 import { isOfftakeError, type OfftakeError } from '../../lib/errors.ts';
 import type { RedisEventLog } from '../../lib/eventlog/redis-event-log.ts';
+import { OfftakeMetrics } from '../../lib/metrics.ts';
 import { createLogger } from '../../lib/logger.ts';
 import { KubernetesResourceStore } from '../../lib/resource-store/kubernetes-resource-store.ts';
 import { ProductRecords } from '../../operator/product-records.ts';
@@ -104,6 +105,7 @@ describe('admission webhook through a real kube-apiserver', () => {
       store,
       eventLog,
       connections: ProductRecords.forPlatform(redis, prefix),
+      metrics: new OfftakeMetrics({ processMetrics: false }),
     });
     certs = await makeServingCertificate(cp.dir);
     const listening = await listen(app, config, { cert: certs.certPem, key: certs.keyPem });
