@@ -28,6 +28,11 @@ export interface OfftakeConfig {
   readonly redisPrefix: string;
   /** Log level (pino): fatal, error, warn, info, debug, trace, silent. */
   readonly logLevel: string;
+  /**
+   * Port of `offtake operator`'s `/healthz`, `/readyz` and `/metrics`
+   * (OFFTAKE_OPERATOR_HEALTH_PORT); none when absent.
+   */
+  readonly operatorHealthPort?: number;
   /** The event log's settings. */
   readonly eventLog: EventLogConfig;
   /** The pipeline workers' settings. */
@@ -226,6 +231,7 @@ export function loadConfig(
     ),
     redisPrefix: env.OFFTAKE_REDIS_PREFIX || DEFAULT_CONFIG.redisPrefix,
     logLevel: env.OFFTAKE_LOG_LEVEL || DEFAULT_CONFIG.logLevel,
+    operatorHealthPort: portSetting('OFFTAKE_OPERATOR_HEALTH_PORT', env.OFFTAKE_OPERATOR_HEALTH_PORT),
     eventLog: Object.freeze({
       durability: durabilitySetting(env.OFFTAKE_EVENTLOG_DURABILITY),
       replicas: intSetting('OFFTAKE_EVENTLOG_REPLICAS', env.OFFTAKE_EVENTLOG_REPLICAS, d.replicas),

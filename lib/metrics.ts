@@ -37,6 +37,16 @@ export interface PipelineMetrics {
   tombstonesPurged(product: MetricsProduct, count: number): void;
 }
 
+/** How a reconcile ended: done, done and to be checked again later, or failed (retried with backoff). */
+export type ReconcileOutcome = 'done' | 'requeued' | 'failed';
+
+/** What the operator's controller reports. */
+export interface ControllerMetrics {
+  reconciled(outcome: ReconcileOutcome, seconds: number): void;
+  /** Where the queue's depth is read at each scrape (the controller of the current term). */
+  watchQueue(depth: () => number): void;
+}
+
 /** Counts the event log's HTTP face reports. */
 export interface EventLogMetrics {
   appended(stream: string, count: number): void;
@@ -48,7 +58,7 @@ export interface FollowerSource {
 }
 
 /** The metrics of one Offtake process. */
-export class OfftakeMetrics implements PipelineMetrics, EventLogMetrics {
+export class OfftakeMetrics implements PipelineMetrics, EventLogMetrics, ControllerMetrics {
   readonly registry = new Registry();
   readonly httpRequests: Counter<'method' | 'route' | 'code'>;
   readonly httpDuration: Histogram<'method' | 'route'>;
@@ -58,6 +68,9 @@ export class OfftakeMetrics implements PipelineMetrics, EventLogMetrics {
   private readonly pipelineDeadLetters: Counter<'phase' | 'namespace' | 'name'>;
   private readonly pipelineBatch: Histogram<'phase'>;
   private readonly tombstones: Counter<'namespace' | 'name'>;
+  private readonly reconciles: Counter<'outcome'>;
+  private readonly reconcileDuration: Histogram;
+  private queueDepth: () => number = () => 0;
 
   /** `processMetrics`: also the Node process's own (default true). */
   constructor(options: { processMetrics?: boolean } = {}) {
@@ -108,11 +121,53 @@ export class OfftakeMetrics implements PipelineMetrics, EventLogMetrics {
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
       registers,
     });
+    this.reconciles = new Counter({
+      name: 'offtake_operator_reconciles_total',
+      help: 'Reconciles of DataProducts by outcome: done, requeued (checked again later) or failed (retried with backoff).',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.reconcileDuration = new Histogram({
+      name: 'offtake_operator_reconcile_duration_seconds',
+      help: 'Time one reconcile of a DataProduct took.',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    const depth = () => this.queueDepth();
+    new Gauge({
+      name: 'offtake_operator_queue_depth',
+      help: 'DataProducts waiting for a reconcile now.',
+      registers,
+      collect() {
+        this.set(depth());
+      },
+    });
     this.tombstones = new Counter({
       name: 'offtake_pipeline_tombstones_purged_total',
       help: 'Tombstones of deleted keys purged once no older event could arrive any more.',
       labelNames: ['namespace', 'name'],
       registers,
+    });
+  }
+
+  reconciled(outcome: ReconcileOutcome, seconds: number): void {
+    this.reconciles.inc({ outcome });
+    this.reconcileDuration.observe(seconds);
+  }
+
+  watchQueue(depth: () => number): void {
+    this.queueDepth = depth;
+  }
+
+  /** Adds the gauge that says whether this operator replica leads (reconciles) now. */
+  watchLeadership(isLeader: () => boolean): void {
+    new Gauge({
+      name: 'offtake_operator_leader',
+      help: 'Whether this operator replica holds the Lease and reconciles: 1 or 0.',
+      registers: [this.registry],
+      collect() {
+        this.set(isLeader() ? 1 : 0);
+      },
     });
   }
 

@@ -12,6 +12,7 @@ import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isOfftakeError } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
+import type { ControllerMetrics } from '../lib/metrics.ts';
 import type { ResourceStore, StoredDataProduct, Watch } from '../lib/resource-store/resource-store.ts';
 import { classifyFailure } from './failures.ts';
 import type { ReconcileResult } from './reconciler.ts';
@@ -35,6 +36,8 @@ export interface DataProductControllerOptions {
   watchRetryMs?: number;
   /** Backoff of failed reconciles. */
   backoff?: WorkQueueOptions;
+  /** Told of every reconcile and where the queue's depth is, when given. */
+  metrics?: ControllerMetrics;
 }
 
 /** What the controller remembers of a product to tell a real change from a status write. */
@@ -64,7 +67,8 @@ function keyOf(product: StoredDataProduct): string {
  * watch) and `reconcileError` (key, error) for failed reconciles; both are also logged.
  */
 export class DataProductController extends EventEmitter {
-  private readonly options: Required<Omit<DataProductControllerOptions, 'backoff'>>;
+  private readonly options: Required<Omit<DataProductControllerOptions, 'backoff' | 'metrics'>>;
+  private readonly metrics: ControllerMetrics | undefined;
   private readonly queue: WorkQueue;
   private readonly seen = new Map<string, Seen>();
   private watch: Watch | undefined;
@@ -77,6 +81,8 @@ export class DataProductController extends EventEmitter {
     super();
     this.options = { concurrency: 4, resyncMs: 300_000, watchRetryMs: 1000, ...options };
     this.queue = new WorkQueue(options.backoff);
+    this.metrics = options.metrics;
+    this.metrics?.watchQueue(() => this.queue.length);
   }
 
   /** Lists every product, queues them, then watches and reconciles until {@link stop}. */
@@ -192,10 +198,15 @@ export class DataProductController extends EventEmitter {
       try {
         const result = await this.options.reconciler.reconcile(key.slice(0, slash), key.slice(slash + 1));
         this.queue.forget(key);
+        this.metrics?.reconciled(
+          result.requeueAfterMs === undefined ? 'done' : 'requeued',
+          (Date.now() - started) / 1000,
+        );
         if (result.requeueAfterMs !== undefined) {
           this.queue.addAfter(key, Math.max(0, result.requeueAfterMs - (Date.now() - started)));
         }
       } catch (err) {
+        this.metrics?.reconciled('failed', (Date.now() - started) / 1000);
         const delay = this.queue.addRateLimited(key);
         const { reason, message } = classifyFailure(err);
         this.options.logger.warn({ product: key, reason, message, retryInMs: delay }, 'reconcile failed');

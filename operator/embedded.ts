@@ -124,7 +124,7 @@ async function startParts(
   const { controller, records } = await startOperatorParts(
     config,
     logger,
-    { ...options, worker: { ...options.worker, metrics } },
+    { ...options, metrics },
     { redis, pool, eventLog, store },
     closers,
   );

@@ -29,6 +29,8 @@ import { DedicatedWorkerAccess } from './kube/dedicated-worker-access.ts';
 import type { DedicatedOptions } from './kube/dedicated.ts';
 import { EventRecorder } from './kube/events.ts';
 import { LeaderElector } from './kube/leader-election.ts';
+import { OfftakeMetrics } from '../lib/metrics.ts';
+import { startHealthServer } from '../worker/health-server.ts';
 import { OwnedObjects } from './kube/owned-objects.ts';
 import { SideEffectsStore } from './kube/product-side-effects.ts';
 import { startOperatorParts, type OperatorTuning } from './operator-parts.ts';
@@ -148,10 +150,11 @@ export async function startKubernetesOperator(
         access,
       ),
     };
+    const metrics = options.metrics ?? new OfftakeMetrics();
     const parts = await startOperatorParts(
       config,
       logger,
-      options,
+      { ...options, metrics },
       { redis, pool, eventLog, store: reconciled, extraProvisioners },
       closers,
       election === undefined,
@@ -198,6 +201,17 @@ export async function startKubernetesOperator(
       closers.push(() => started.stop());
       started.start();
     }
+    const isLeader = () => elector === undefined || elector.isLeader;
+    metrics.watchLeadership(isLeader);
+    if (config.operatorHealthPort !== undefined) {
+      // Standby replicas are ready too: they stand by to take the Lease over.
+      const health = await startHealthServer({
+        port: config.operatorHealthPort,
+        ready: () => Promise.resolve(true),
+        metrics,
+      });
+      closers.push(() => health.close());
+    }
     logger.info(
       {
         cluster: options.kubeConfig.getCurrentCluster()?.server ?? null,
@@ -212,7 +226,7 @@ export async function startKubernetesOperator(
       get controller() {
         return controller;
       },
-      isLeader: () => elector === undefined || elector.isLeader,
+      isLeader,
       store,
       close: closeAll,
     };

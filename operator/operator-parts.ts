@@ -9,6 +9,7 @@ import type pg from 'pg';
 import type { OfftakeConfig } from '../lib/config.ts';
 import type { RedisEventLog } from '../lib/eventlog/redis-event-log.ts';
 import type { Logger } from '../lib/logger.ts';
+import type { OfftakeMetrics } from '../lib/metrics.ts';
 import type { ResourceStore } from '../lib/resource-store/resource-store.ts';
 import { PipelineRunner, type PipelineRunnerOptions } from '../worker/pipeline-runner.ts';
 import { PipelineWorker, type PipelineWorkerOptions } from '../worker/pipeline-worker.ts';
@@ -38,6 +39,8 @@ export interface OperatorTuning {
   worker?: Omit<PipelineWorkerOptions, 'connect' | 'eventLog' | 'logger' | 'prefix' | 'sinkFactory'>;
   /** Run pipeline workers in this process (default true); false leaves the jobs to `offtake worker` processes. */
   inProcessWorkers?: boolean;
+  /** The process's metrics, told of reconciles and of the in-process workers' batches. */
+  metrics?: OfftakeMetrics;
 }
 
 /** The platform's connections and the resource store the operator works from. */
@@ -100,6 +103,7 @@ export async function startOperatorParts(
     const worker = new PipelineWorker({
       ...workerSettings(config),
       ...tuning.worker,
+      metrics: tuning.metrics,
       connect,
       eventLog,
       logger,
@@ -140,7 +144,13 @@ export async function startOperatorParts(
       platformPrefix: prefix,
       logger,
     });
-    const controller = new DataProductController({ ...tuning.controller, store, reconciler, logger });
+    const controller = new DataProductController({
+      ...tuning.controller,
+      metrics: tuning.metrics,
+      store,
+      reconciler,
+      logger,
+    });
     // Logged by the controller; a listener keeps an emitted error from crashing the process.
     controller.on('error', () => undefined);
     return controller;

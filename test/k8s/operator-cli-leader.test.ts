@@ -14,6 +14,8 @@ import type { DataProductStatus } from '../../crds/generated/types.ts';
 import { createEventLog } from '../../api/server.ts';
 import { DEFAULT_CONFIG, loadConfig } from '../../lib/config.ts';
 import { dropPrefix, testRedis, TEST_REDIS_URL, uniquePrefix } from '../helpers/redis.ts';
+import { freePort } from '../eventlog-helpers.ts';
+import { metricValue } from '../helpers/metrics.ts';
 import { condition, orderEvents, orderSpec, waitFor } from '../operator-helpers.ts';
 import { startControlPlane, type ControlPlane } from './control-plane.ts';
 import { createNamespace, installCrd } from './k8s-helpers.ts';
@@ -26,9 +28,19 @@ describe('offtake operator: two processes with leader election', () => {
   let prefix: string;
   let namespace: string;
   let leaseNamespace: string;
-  const replicas = new Map<string, { child: ChildProcess; exited: Promise<unknown>; log: string[] }>();
+  const replicas = new Map<
+    string,
+    { child: ChildProcess; exited: Promise<unknown>; log: string[]; healthPort: number }
+  >();
 
-  const startReplica = (name: string) => {
+  /** A replica's `/metrics` (its health port), or its `/readyz` answer. */
+  const scrape = async (name: string, path = '/metrics'): Promise<{ status: number; text: string }> => {
+    const res = await fetch(`http://127.0.0.1:${replicas.get(name)!.healthPort}${path}`);
+    return { status: res.status, text: await res.text() };
+  };
+
+  const startReplica = async (name: string) => {
+    const healthPort = await freePort();
     const child = spawn(
       process.execPath,
       [CLI, 'operator', '--kubeconfig', cp.kubeconfigPath, '--lease-namespace', leaseNamespace],
@@ -41,6 +53,7 @@ describe('offtake operator: two processes with leader election', () => {
           OFFTAKE_POSTGRES_URL: '',
           OFFTAKE_EVENTLOG_DURABILITY: 'none',
           OFFTAKE_LOG_LEVEL: 'info',
+          OFFTAKE_OPERATOR_HEALTH_PORT: String(healthPort),
         },
         stdio: ['ignore', 'pipe', 'pipe'],
       },
@@ -49,7 +62,7 @@ describe('offtake operator: two processes with leader election', () => {
     child.stdout.on('data', (chunk: Buffer) => log.push(chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => log.push(chunk.toString()));
     const exited = new Promise((resolve) => child.once('exit', resolve));
-    replicas.set(name, { child, exited, log });
+    replicas.set(name, { child, exited, log, healthPort });
   };
 
   const holder = async (): Promise<string> => {
@@ -111,8 +124,8 @@ describe('offtake operator: two processes with leader election', () => {
   });
 
   it('one process holds the Lease; SIGKILLed, the other takes over and reconciles', async () => {
-    startReplica('replica-a');
-    startReplica('replica-b');
+    await startReplica('replica-a');
+    await startReplica('replica-b');
     let first = '';
     await waitFor(
       async () => {
@@ -130,6 +143,19 @@ describe('offtake operator: two processes with leader election', () => {
     const leaderLog = replicas.get(leaderName)!.log.join('');
     assert.match(leaderLog, /leading: reconciling DataProducts/);
     assert.doesNotMatch(replicas.get(followerName)!.log.join(''), /leading: reconciling DataProducts/);
+    // Each replica says on its health port whether it leads; only the leader reconciles.
+    const leaderMetrics = (await scrape(leaderName)).text;
+    const followerMetrics = (await scrape(followerName)).text;
+    assert.equal(metricValue(leaderMetrics, 'offtake_operator_leader'), 1);
+    assert.equal(metricValue(followerMetrics, 'offtake_operator_leader'), 0);
+    const reconciles = (text: string) =>
+      ['done', 'requeued', 'failed'].reduce(
+        (sum, outcome) => sum + (metricValue(text, 'offtake_operator_reconciles_total', { outcome }) ?? 0),
+        0,
+      );
+    assert.ok(reconciles(leaderMetrics) >= 1, 'the leader reconciled');
+    assert.equal(reconciles(followerMetrics), 0, 'the standby did not');
+    assert.deepEqual(await scrape(followerName, '/readyz'), { status: 200, text: 'ok\n' });
 
     // SIGKILL: no release; the follower waits out the Lease (15 s by default) and takes it.
     const leader = replicas.get(leaderName)!;
