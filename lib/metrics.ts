@@ -12,6 +12,7 @@
  * - The Node process itself (CPU, memory, event loop delay, GC), with prom-client's standard names.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { DataProductStatus } from '../crds/generated/types.ts';
 import type { ResourceStore, StoredDataProduct } from './resource-store/resource-store.ts';
 
 /** The phases a product's status can show, so each has a series even when no product is in it. */
@@ -255,53 +256,42 @@ export class OfftakeMetrics implements PipelineMetrics, EventLogMetrics, Control
       for (const phase of PHASES) g.set({ phase }, 0);
       for (const p of items) if (p.status?.phase !== undefined) g.inc({ phase: p.status.phase });
     });
-    gauge(
-      'offtake_dataproduct_ready',
-      'Whether a DataProduct is Ready (its Ready condition is True): 1 or 0.',
-      perProduct,
-      (g, items) => {
+    // One gauge per status figure, a series per product that shows it.
+    const perProductFigures: [string, string, (status: DataProductStatus) => number | undefined][] = [
+      [
+        'offtake_dataproduct_ready',
+        'Whether a DataProduct is Ready (its Ready condition is True): 1 or 0.',
+        (st) => (st.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? 1 : 0),
+      ],
+      [
+        'offtake_dataproduct_seed_processed_events',
+        "Events the seed of a DataProduct's current build has replayed.",
+        (st) => st.seed?.processed,
+      ],
+      [
+        'offtake_dataproduct_seed_total_events',
+        "Events the seed of a DataProduct's current build replays in all (an estimate while it runs).",
+        (st) => st.seed?.total,
+      ],
+      [
+        'offtake_dataproduct_lag_events',
+        "Events of a DataProduct's types in the log that its tail has not applied yet.",
+        (st) => st.lag?.events,
+      ],
+      [
+        'offtake_dataproduct_lag_seconds',
+        'Age of the oldest event a DataProduct has not applied yet.',
+        (st) => st.lag?.seconds,
+      ],
+    ];
+    for (const [name, help, figure] of perProductFigures) {
+      gauge(name, help, perProduct, (g, items) => {
         for (const p of items) {
-          const ready = p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
-          g.set(labelsOf(p), ready ? 1 : 0);
+          const value = figure(p.status ?? {});
+          if (value !== undefined) g.set(labelsOf(p), value);
         }
-      },
-    );
-    gauge(
-      'offtake_dataproduct_seed_processed_events',
-      "Events the seed of a DataProduct's current build has replayed.",
-      perProduct,
-      (g, items) => {
-        for (const p of items)
-          if (p.status?.seed?.processed !== undefined) g.set(labelsOf(p), p.status.seed.processed);
-      },
-    );
-    gauge(
-      'offtake_dataproduct_seed_total_events',
-      "Events the seed of a DataProduct's current build replays in all (an estimate while it runs).",
-      perProduct,
-      (g, items) => {
-        for (const p of items)
-          if (p.status?.seed?.total !== undefined) g.set(labelsOf(p), p.status.seed.total);
-      },
-    );
-    gauge(
-      'offtake_dataproduct_lag_events',
-      "Events of a DataProduct's types in the log that its tail has not applied yet.",
-      perProduct,
-      (g, items) => {
-        for (const p of items)
-          if (p.status?.lag?.events !== undefined) g.set(labelsOf(p), p.status.lag.events);
-      },
-    );
-    gauge(
-      'offtake_dataproduct_lag_seconds',
-      'Age of the oldest event a DataProduct has not applied yet.',
-      perProduct,
-      (g, items) => {
-        for (const p of items)
-          if (p.status?.lag?.seconds !== undefined) g.set(labelsOf(p), p.status.lag.seconds);
-      },
-    );
+      });
+    }
   }
 
   /** The exposition: content type and text. */

@@ -93,7 +93,18 @@ export async function startKubernetesOperator(
   const closeAll = async (): Promise<void> => {
     for (const close of closers.splice(0).reverse()) await close().catch(() => undefined);
   };
+  const metrics = options.metrics ?? new OfftakeMetrics();
+  let started = false;
   try {
+    // Listening first: liveness answers while the rest starts, and readiness says it is starting.
+    if (config.operatorHealthPort !== undefined) {
+      const health = await startHealthServer({
+        port: config.operatorHealthPort,
+        ready: () => Promise.resolve(started || 'the operator is starting'),
+        metrics,
+      });
+      closers.push(() => health.close());
+    }
     const store = new KubernetesResourceStore(options.kubeConfig, {
       ...options.store,
       fieldManager: 'offtake-operator',
@@ -150,7 +161,6 @@ export async function startKubernetesOperator(
         access,
       ),
     };
-    const metrics = options.metrics ?? new OfftakeMetrics();
     const parts = await startOperatorParts(
       config,
       logger,
@@ -203,15 +213,8 @@ export async function startKubernetesOperator(
     }
     const isLeader = () => elector === undefined || elector.isLeader;
     metrics.watchLeadership(isLeader);
-    if (config.operatorHealthPort !== undefined) {
-      // Standby replicas are ready too: they stand by to take the Lease over.
-      const health = await startHealthServer({
-        port: config.operatorHealthPort,
-        ready: () => Promise.resolve(true),
-        metrics,
-      });
-      closers.push(() => health.close());
-    }
+    // Standby replicas are ready too: they stand by to take the Lease over.
+    started = true;
     logger.info(
       {
         cluster: options.kubeConfig.getCurrentCluster()?.server ?? null,

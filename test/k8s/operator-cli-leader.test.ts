@@ -144,6 +144,12 @@ describe('offtake operator: two processes with leader election', () => {
     assert.match(leaderLog, /leading: reconciling DataProducts/);
     assert.doesNotMatch(replicas.get(followerName)!.log.join(''), /leading: reconciling DataProducts/);
     // Each replica says on its health port whether it leads; only the leader reconciles.
+    for (const name of [leaderName, followerName]) {
+      await waitFor(
+        async () => (await scrape(name, '/readyz')).status === 200 || `${name} not ready`,
+        `${name} ready`,
+      );
+    }
     const leaderMetrics = (await scrape(leaderName)).text;
     const followerMetrics = (await scrape(followerName)).text;
     assert.equal(metricValue(leaderMetrics, 'offtake_operator_leader'), 1);
@@ -155,7 +161,6 @@ describe('offtake operator: two processes with leader election', () => {
       );
     assert.ok(reconciles(leaderMetrics) >= 1, 'the leader reconciled');
     assert.equal(reconciles(followerMetrics), 0, 'the standby did not');
-    assert.deepEqual(await scrape(followerName, '/readyz'), { status: 200, text: 'ok\n' });
 
     // SIGKILL: no release; the follower waits out the Lease (15 s by default) and takes it.
     const leader = replicas.get(leaderName)!;
