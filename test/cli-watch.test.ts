@@ -22,7 +22,6 @@ import type { Redis } from 'ioredis';
 import pg from 'pg';
 import { stringify as toYaml } from 'yaml';
 import type { DataProductSpec } from '../crds/generated/types.ts';
-import { DEFAULT_CONFIG, loadConfig } from '../lib/config.ts';
 import { createLogger } from '../lib/logger.ts';
 import { startEmbedded, type RunningEmbedded } from '../operator/embedded.ts';
 import { CLI, runCli, startApiProcess, type ApiProcess } from './helpers/process.ts';
@@ -30,6 +29,7 @@ import { dropPrefix, testRedis, TEST_REDIS_URL, uniquePrefix } from './helpers/r
 import {
   ApiClient,
   POSTGRES_URL,
+  embeddedTestConfig,
   dropPostgresLeftovers,
   expectedOrders,
   leftovers,
@@ -56,17 +56,7 @@ before(async () => {
   prefix = uniquePrefix('cli-watch');
   namespace = `cw-${randomBytes(3).toString('hex')}`;
   dir = mkdtempSync(join(tmpdir(), 'offtake-cli-watch-'));
-  const config = loadConfig(
-    {},
-    {
-      redisUrl: TEST_REDIS_URL,
-      postgresUrl: POSTGRES_URL,
-      redisPrefix: prefix,
-      port: 0,
-      host: '127.0.0.1',
-      eventLog: { ...DEFAULT_CONFIG.eventLog, durability: 'none' },
-    },
-  );
+  const config = embeddedTestConfig(prefix);
   embedded = await startEmbedded(config, createLogger('silent'), {
     controller: { backoff: { baseDelayMs: 100, maxDelayMs: 2000 } },
     reconciler: { statusIntervalMs: 500, progressIntervalMs: 200 },

@@ -8,12 +8,18 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
-import { DEFAULT_CONFIG, loadConfig } from '../lib/config.ts';
 import { createLogger } from '../lib/logger.ts';
 import { startEmbedded, type RunningEmbedded } from '../operator/embedded.ts';
 import { metricValue } from './helpers/metrics.ts';
-import { dropPrefix, testRedis, TEST_REDIS_URL, uniquePrefix } from './helpers/redis.ts';
-import { ApiClient, POSTGRES_URL, isReady, orderEvents, orderSpec, waitFor } from './operator-helpers.ts';
+import { dropPrefix, testRedis, uniquePrefix } from './helpers/redis.ts';
+import {
+  ApiClient,
+  embeddedTestConfig,
+  isReady,
+  orderEvents,
+  orderSpec,
+  waitFor,
+} from './operator-helpers.ts';
 
 const TOKEN = 'metrics-test-token';
 
@@ -28,17 +34,7 @@ describe('/metrics of offtake up', () => {
     redis = testRedis();
     prefix = uniquePrefix('metrics');
     namespace = `mx-${randomBytes(3).toString('hex')}`;
-    const config = loadConfig(
-      {},
-      {
-        redisUrl: TEST_REDIS_URL,
-        postgresUrl: POSTGRES_URL,
-        redisPrefix: prefix,
-        port: 0,
-        host: '127.0.0.1',
-        eventLog: { ...DEFAULT_CONFIG.eventLog, durability: 'none' },
-      },
-    );
+    const config = embeddedTestConfig(prefix);
     embedded = await startEmbedded(config, createLogger('silent'), {
       reconciler: { statusIntervalMs: 300, progressIntervalMs: 300 },
       runner: { chunkEvents: 100 },
@@ -135,17 +131,7 @@ describe('/metrics of offtake up', () => {
   });
 
   it('needs the bearer token when the API has one', async () => {
-    const config = loadConfig(
-      {},
-      {
-        redisUrl: TEST_REDIS_URL,
-        redisPrefix: `${prefix}-token`,
-        port: 0,
-        host: '127.0.0.1',
-        apiToken: TOKEN,
-        eventLog: { ...DEFAULT_CONFIG.eventLog, durability: 'none' },
-      },
-    );
+    const config = embeddedTestConfig(`${prefix}-token`, { postgresUrl: undefined, apiToken: TOKEN });
     const guarded = await startEmbedded(config, createLogger('silent'), { inProcessWorkers: false });
     try {
       const without = await fetch(`${guarded.url}/metrics`);

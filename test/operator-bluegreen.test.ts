@@ -11,15 +11,15 @@ import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import type { DataProductSpec } from '../crds/generated/types.ts';
-import { DEFAULT_CONFIG, loadConfig } from '../lib/config.ts';
 import { createLogger } from '../lib/logger.ts';
 import { startEmbedded, type RunningEmbedded } from '../operator/embedded.ts';
 import { productStoreNames } from '../operator/store-names.ts';
 import { pipelineKeys, type ProductRef } from '../worker/pipeline-keys.ts';
-import { dropPrefix, testRedis, TEST_REDIS_URL, uniquePrefix } from './helpers/redis.ts';
+import { dropPrefix, testRedis, uniquePrefix } from './helpers/redis.ts';
 import {
   ApiClient,
   POSTGRES_URL,
+  embeddedTestConfig,
   dropPostgresLeftovers,
   isReady,
   leftovers,
@@ -45,17 +45,7 @@ before(async () => {
   pool = new pg.Pool({ connectionString: POSTGRES_URL, max: 4 });
   prefix = uniquePrefix('bluegreen');
   namespace = `bg-${randomBytes(3).toString('hex')}`;
-  const config = loadConfig(
-    {},
-    {
-      redisUrl: TEST_REDIS_URL,
-      postgresUrl: POSTGRES_URL,
-      redisPrefix: prefix,
-      port: 0,
-      host: '127.0.0.1',
-      eventLog: { ...DEFAULT_CONFIG.eventLog, durability: 'none' },
-    },
-  );
+  const config = embeddedTestConfig(prefix);
   embedded = await startEmbedded(config, logger, {
     controller: { backoff: { baseDelayMs: 100, maxDelayMs: 2000 } },
     reconciler: { statusIntervalMs: 300, progressIntervalMs: 200 },

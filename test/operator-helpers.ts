@@ -7,9 +7,11 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { DataProductSpec, DataProductStatus } from '../crds/generated/types.ts';
+import { DEFAULT_CONFIG, loadConfig, type OfftakeConfig } from '../lib/config.ts';
 import type { EventInput } from '../lib/eventlog/event-log.ts';
 import { productStoreNames } from '../operator/store-names.ts';
 import { deadLetterStream, pipelineId, type ProductRef } from '../worker/pipeline-keys.ts';
+import { TEST_REDIS_URL } from './helpers/redis.ts';
 
 /** The test Postgres (superuser). */
 export const POSTGRES_URL =
@@ -276,4 +278,26 @@ export async function dropPostgresLeftovers(
       await redis.call('ACL', 'DELUSER', user);
     }
   }
+}
+
+/**
+ * The configuration of an `offtake up` under test: the test Redis and Postgres, the test's own
+ * key prefix, a free port on loopback, and an event log that does not wait for fsync.
+ */
+export function embeddedTestConfig(
+  redisPrefix: string,
+  overrides: Partial<OfftakeConfig> = {},
+): OfftakeConfig {
+  return loadConfig(
+    {},
+    {
+      redisUrl: TEST_REDIS_URL,
+      postgresUrl: POSTGRES_URL,
+      redisPrefix,
+      port: 0,
+      host: '127.0.0.1',
+      eventLog: { ...DEFAULT_CONFIG.eventLog, durability: 'none' },
+      ...overrides,
+    },
+  );
 }

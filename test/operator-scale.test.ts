@@ -10,14 +10,14 @@ import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import type { StoredDataProduct } from '../lib/resource-store/resource-store.ts';
-import { DEFAULT_CONFIG, loadConfig } from '../lib/config.ts';
 import { createLogger } from '../lib/logger.ts';
 import { startEmbedded, type RunningEmbedded } from '../operator/embedded.ts';
 import { isReady as readyForGeneration } from '../cli/progress-view.ts';
-import { dropPrefix, testRedis, TEST_REDIS_URL, uniquePrefix } from './helpers/redis.ts';
+import { dropPrefix, testRedis, uniquePrefix } from './helpers/redis.ts';
 import {
   ApiClient,
   POSTGRES_URL,
+  embeddedTestConfig,
   dropPostgresLeftovers,
   expectedOrders,
   leftovers,
@@ -43,18 +43,8 @@ before(async () => {
   pool = new pg.Pool({ connectionString: POSTGRES_URL, max: 2 });
   prefix = uniquePrefix('scale');
   namespace = `sc-${randomBytes(3).toString('hex')}`;
-  const config = loadConfig(
-    {},
-    {
-      redisUrl: TEST_REDIS_URL,
-      postgresUrl: POSTGRES_URL,
-      redisPrefix: prefix,
-      port: 0,
-      host: '127.0.0.1',
-      // The default worker settings: fifty live tails share one worker and its one blocking connection.
-      eventLog: { ...DEFAULT_CONFIG.eventLog, durability: 'none' },
-    },
-  );
+  // The default worker settings: fifty live tails share one worker and its one blocking connection.
+  const config = embeddedTestConfig(prefix);
   embedded = await startEmbedded(config, createLogger('silent'), {
     controller: { backoff: { baseDelayMs: 100, maxDelayMs: 2000 } },
     reconciler: { statusIntervalMs: 1000, progressIntervalMs: 300 },

@@ -14,14 +14,14 @@ import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { DEFAULT_CONFIG, loadConfig } from '../lib/config.ts';
 import { createLogger } from '../lib/logger.ts';
 import { startEmbedded, type RunningEmbedded } from '../operator/embedded.ts';
 import { productStoreNames } from '../operator/store-names.ts';
-import { dropPrefix, testRedis, TEST_REDIS_URL, uniquePrefix } from './helpers/redis.ts';
+import { dropPrefix, testRedis, uniquePrefix } from './helpers/redis.ts';
 import {
   ApiClient,
   POSTGRES_URL,
+  embeddedTestConfig,
   condition,
   dropPostgresLeftovers,
   expectedOrders,
@@ -54,17 +54,7 @@ before(async () => {
   await pool.query(`CREATE SCHEMA ${platformSchema}`);
   await pool.query(`CREATE TABLE ${platformSchema}.secrets (v text)`);
   await pool.query(`INSERT INTO ${platformSchema}.secrets VALUES ('platform-only')`);
-  const config = loadConfig(
-    {},
-    {
-      redisUrl: TEST_REDIS_URL,
-      postgresUrl: POSTGRES_URL,
-      redisPrefix: prefix,
-      port: 0,
-      host: '127.0.0.1',
-      eventLog: { ...DEFAULT_CONFIG.eventLog, durability: 'none' },
-    },
-  );
+  const config = embeddedTestConfig(prefix);
   embedded = await startEmbedded(config, logger, {
     controller: { backoff: { baseDelayMs: 100, maxDelayMs: 2000 } },
     reconciler: { statusIntervalMs: 500, progressIntervalMs: 500 },

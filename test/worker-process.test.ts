@@ -10,7 +10,6 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
-import { DEFAULT_CONFIG, loadConfig } from '../lib/config.ts';
 import { createLogger } from '../lib/logger.ts';
 import { startEmbedded, type RunningEmbedded } from '../operator/embedded.ts';
 import { productStoreNames } from '../operator/store-names.ts';
@@ -25,6 +24,7 @@ import {
   orderEvents,
   orderSpec,
   POSTGRES_URL,
+  embeddedTestConfig,
   waitFor,
 } from './operator-helpers.ts';
 import pg from 'pg';
@@ -54,17 +54,7 @@ before(async () => {
   redis = testRedis();
   pool = new pg.Pool({ connectionString: POSTGRES_URL, max: 2 });
   prefix = uniquePrefix('workerproc');
-  const config = loadConfig(
-    {},
-    {
-      redisUrl: TEST_REDIS_URL,
-      postgresUrl: POSTGRES_URL,
-      redisPrefix: prefix,
-      port: 0,
-      host: '127.0.0.1',
-      eventLog: { ...DEFAULT_CONFIG.eventLog, durability: 'none' },
-    },
-  );
+  const config = embeddedTestConfig(prefix);
   embedded = await startEmbedded(config, createLogger('silent'), {
     inProcessWorkers: false,
     controller: { backoff: { baseDelayMs: 100, maxDelayMs: 2000 } },
