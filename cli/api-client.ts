@@ -10,6 +10,17 @@ import type { ProductConnection } from '../operator/product-connection.ts';
 export type WatchLine =
   { type: 'ADDED' | 'MODIFIED' | 'DELETED'; object: StoredDataProduct } | { type: 'ERROR'; object: Problem };
 
+/** An event of the log as the API answers it: its envelope, offset and data. */
+export interface LogEventJson {
+  offset: string;
+  id: string;
+  source: string;
+  type: string;
+  time: string;
+  data?: unknown;
+  [attribute: string]: unknown;
+}
+
 /** Which products a list or watch takes: a namespace (all when absent), a label selector, one name. */
 export interface ProductSelection {
   namespace?: string;
@@ -236,6 +247,21 @@ export class ApiClient {
           text,
           type,
         },
+      )
+    ).data;
+  }
+
+  /** One page of a stream's events after `cursor` (from its start when absent), at most `limit`. */
+  async readEvents(
+    stream: string,
+    opts: { cursor?: string; limit: number },
+  ): Promise<{ events: LogEventJson[]; cursor: string | null }> {
+    const query = new URLSearchParams({ limit: String(opts.limit) });
+    if (opts.cursor !== undefined) query.set('cursor', opts.cursor);
+    return (
+      await this.request<{ events: LogEventJson[]; cursor: string | null }>(
+        'GET',
+        `/v1/streams/${encodeURIComponent(stream)}/events?${query.toString()}`,
       )
     ).data;
   }

@@ -10,6 +10,7 @@ import type { StoredDataProduct } from '../lib/resource-store/resource-store.ts'
 import { ApiClient, ApiError, formatApiError, type ProductSelection } from './api-client.ts';
 import { followProducts, type ProductChange } from './product-watch.ts';
 import { isReady, progressDetail, progressView, type ProductLabel } from './progress-view.ts';
+import { showDeadLetters } from './dead-letters.ts';
 import { DEFAULT_PUBLISH_BATCH, publishFile } from './publish-file.ts';
 
 interface GlobalOpts {
@@ -246,6 +247,29 @@ export function registerClientCommands(program: Command): void {
         } else {
           process.stdout.write(toYaml(connection));
         }
+      }),
+    );
+
+  program
+    .command('deadletters')
+    .description(
+      "show the events a product's pipeline could not process: their source offset, the expression or target that failed, and why",
+    )
+    .argument('<name>')
+    .option('--limit <n>', 'show at most this many (the oldest first)', positiveInteger, 100)
+    .option(
+      '--build <n>',
+      'the build whose dead letters to show (default: the one readers use)',
+      positiveInteger,
+    )
+    .option('-o, --output <format>', 'table, json (one letter per line, with the event) or yaml', 'table')
+    .action(async (name: string, opts: { limit: number; build?: number; output: string }, cmd: Command) =>
+      run(async () => {
+        const { api, namespace } = client(cmd);
+        if (opts.output !== 'table' && opts.output !== 'json' && opts.output !== 'yaml') {
+          throw new InvalidArgumentError(`-o must be table, json or yaml, not ${opts.output}`);
+        }
+        await showDeadLetters(api, namespace, name, { ...opts, output: opts.output });
       }),
     );
 

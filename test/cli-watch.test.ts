@@ -191,6 +191,67 @@ describe('the CLI, live, against offtake api with an operator behind it', () => 
     assert.ok(!described.stdout.includes(password as string), 'the password is not shown');
   });
 
+  it('deadletters shows what the pipeline could not process, where and why; none for a product without', async () => {
+    const none = await cli('deadletters', 'cache');
+    assert.equal(none.code, 0, none.stderr);
+    assert.match(none.stdout, /^No dead letters: every event cache read went through/);
+
+    // An EU order without its customer: the customer field's expression fails on it.
+    const poison = {
+      id: 'poison-1',
+      source: 'urn:test',
+      type: 'OrderPlaced',
+      data: { orderId: 'o-poison', region: 'EU', amount: 5 },
+    };
+    await api.publish('orders-picky', [...orderEvents(0, 4, 'picky'), poison]);
+    const applied = await cli('apply', '-f', specFile('picky', orderSpec('redis', 'orders-picky')));
+    assert.equal(applied.code, 0, applied.stderr);
+    assert.equal((await cli('status', 'picky', '--watch', '--timeout', '120')).code, 0);
+
+    const json = await cli('deadletters', 'picky', '-o', 'json');
+    assert.equal(json.code, 0, json.stderr);
+    const letters = json.stdout
+      .trimEnd()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { data: Record<string, unknown> });
+    assert.equal(letters.length, 1);
+    const [letter] = letters;
+    assert.equal(letter.data.stream, 'orders-picky');
+    assert.equal(letter.data.pointer, '/spec/transform/fields/customer');
+    assert.equal(letter.data.expression, 'event.data.customerId');
+    assert.match(String(letter.data.error), /customerId/);
+    assert.equal((letter.data.event as { id: string }).id, 'poison-1', 'the event itself is in the letter');
+
+    const shown = await cli('deadletters', 'picky');
+    assert.equal(shown.code, 0, shown.stderr);
+    const [header, row, ...rest] = shown.stdout.trimEnd().split('\n');
+    assert.match(header, /^TIME\s+SOURCE\s+WHERE\s+ERROR$/);
+    assert.ok(row.includes(`orders-picky@${String(letter.data.offset)}`), row);
+    assert.ok(row.includes('/spec/transform/fields/customer'), row);
+    assert.deepEqual(rest, []);
+
+    // A second failure, through the tail: --limit shows the oldest and says there are more.
+    await api.publish('orders-picky', [
+      { ...poison, id: 'poison-2', data: { ...poison.data, orderId: 'o-poison-2' } },
+    ]);
+    await waitFor(
+      async () => (await cli('deadletters', 'picky', '-o', 'json')).stdout.trimEnd().split('\n').length === 2,
+      'the second dead letter',
+    );
+    const limited = await cli('deadletters', 'picky', '--limit', '1', '-o', 'json');
+    assert.equal(limited.stdout.trimEnd().split('\n').length, 1);
+    assert.equal(
+      (JSON.parse(limited.stdout) as { data: { event: { id: string } } }).data.event.id,
+      'poison-1',
+    );
+    assert.match(limited.stderr, /the first 1 shown; more in stream cw-[0-9a-f]+\.picky\.dlq/);
+
+    const missing = await cli('deadletters', 'no-such-product');
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /DataProduct cw-[0-9a-f]+\/no-such-product does not exist/);
+    assert.equal((await cli('delete', 'picky', '--wait', '--timeout', '120')).code, 0);
+  });
+
   it('get -w shows products appear, seed and go, until Ctrl-C; delete --wait returns once all is gone', async () => {
     const watch = new CliProcess(['get', '-w']);
     await watch.waitForLine(/^cache Ready /);
