@@ -187,6 +187,15 @@ export function registerClientCommands(program: Command): void {
             conditions: p.status?.conditions ?? [],
             seed: p.status?.seed,
             lag: p.status?.lag,
+            deadLetters:
+              p.status?.deadLetters === undefined
+                ? undefined
+                : {
+                    ...p.status.deadLetters,
+                    ...(p.status.deadLetters.count
+                      ? { show: `offtake -n ${namespace} deadletters ${name}` }
+                      : {}),
+                  },
             builds: p.status?.builds,
             connection: await describedConnection(api, namespace, name),
           }),

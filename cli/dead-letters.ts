@@ -37,8 +37,12 @@ export async function showDeadLetters(
   opts: DeadLetterOptions,
 ): Promise<number> {
   const product = await api.get(namespace, name);
-  const build = opts.build ?? product.status?.builds?.active?.build ?? 1;
-  const stream = deadLetterStream({ namespace, name, build });
+  // The status names the stream of the build readers use; another build's is derived.
+  const stream =
+    opts.build === undefined
+      ? (product.status?.deadLetters?.stream ??
+        deadLetterStream({ namespace, name, build: product.status?.builds?.active?.build ?? 1 }))
+      : deadLetterStream({ namespace, name, build: opts.build });
   const letters: LogEventJson[] = [];
   let cursor: string | undefined;
   let more = false;

@@ -363,6 +363,17 @@ export const statusSchema: SchemaNode = {
       },
     },
     checkpoint: { type: 'string', description: 'The last offset whose effect is durably in the target.' },
+    deadLetters: {
+      type: 'object',
+      description:
+        'Events the pipeline of the build readers use could not process (an expression failed on them, or ' +
+        'the target refused the record): the stream that holds them, with the source offset, the failing ' +
+        'expression and the error of each (offtake deadletters <name> shows them), and how many there are.',
+      properties: {
+        stream: { type: 'string', description: 'The dead-letter stream in the event log.' },
+        count: { type: 'integer', minimum: 0, description: 'Events sent to it, by the seed and the tail.' },
+      },
+    },
     builds: {
       type: 'object',
       description:

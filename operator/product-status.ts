@@ -202,6 +202,11 @@ export function seedPercent(processed: number, total: number, completed: boolean
   return Math.min(99, Math.floor((100 * processed) / total));
 }
 
+/** The `deadLetters` block of a status: the build's dead-letter stream and how many it holds. */
+export function deadLettersStatus(state: PipelineState): NonNullable<DataProductStatus['deadLetters']> {
+  return { stream: state.deadLetterStream, count: state.deadLettered };
+}
+
 /** The `seed` block of a status from the pipeline's state. */
 export function seedStatus(state: PipelineState): NonNullable<DataProductStatus['seed']> {
   const seed: NonNullable<DataProductStatus['seed']> = {
@@ -230,7 +235,12 @@ export function pipelineStatus(
   health: PipelineHealth,
 ): StatusBuilder {
   const lag = state.lag === null ? undefined : { events: state.lag.events, seconds: state.lag.seconds };
-  b.fields({ seed: seedStatus(state), lag, checkpoint: formatPosition(state.checkpoint) });
+  b.fields({
+    seed: seedStatus(state),
+    lag,
+    checkpoint: formatPosition(state.checkpoint),
+    deadLetters: deadLettersStatus(state),
+  });
   const seeded = state.seed.completedAt !== undefined;
   const { processed, total } = state.seed;
   if (!seeded) {
@@ -328,14 +338,16 @@ export function rebuildStatus(
   pipelineStatus(b, next, health);
   const lag = active.lag === null ? undefined : { events: active.lag.events, seconds: active.lag.seconds };
   const failed = next.phase === 'failed';
-  return b.fields({ lag, checkpoint: formatPosition(active.checkpoint) }).set({
-    type: READY,
-    status: 'False',
-    reason: failed ? 'ReseedFailed' : 'Reseeding',
-    message: failed
-      ? `The spec changed and the new build failed (${next.error ?? 'unknown error'}); readers still use the previous build.`
-      : `The spec changed: a new build is seeding (${next.seed.processed} of ${next.seed.total} events); ` +
-        'readers use the previous build, kept current, until it is ready.' +
-        (next.waiting === undefined ? '' : ` ${next.waiting.message}`),
-  });
+  return b
+    .fields({ lag, checkpoint: formatPosition(active.checkpoint), deadLetters: deadLettersStatus(active) })
+    .set({
+      type: READY,
+      status: 'False',
+      reason: failed ? 'ReseedFailed' : 'Reseeding',
+      message: failed
+        ? `The spec changed and the new build failed (${next.error ?? 'unknown error'}); readers still use the previous build.`
+        : `The spec changed: a new build is seeding (${next.seed.processed} of ${next.seed.total} events); ` +
+          'readers use the previous build, kept current, until it is ready.' +
+          (next.waiting === undefined ? '' : ` ${next.waiting.message}`),
+    });
 }

@@ -498,7 +498,7 @@ export class DataProductReconciler {
           reason: 'Reseeding',
           message: 'The spec changed: the store is being rebuilt.',
         })
-        .fields({ seed: undefined, lag: undefined, checkpoint: undefined })
+        .fields({ seed: undefined, lag: undefined, checkpoint: undefined, deadLetters: undefined })
         .build(),
     );
     logger.info({ product: `${ref.namespace}/${ref.name}` }, 'spec changed: re-seeding a topic in place');

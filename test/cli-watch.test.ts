@@ -222,6 +222,18 @@ describe('the CLI, live, against offtake api with an operator behind it', () => 
     assert.match(String(letter.data.error), /customerId/);
     assert.equal((letter.data.event as { id: string }).id, 'poison-1', 'the event itself is in the letter');
 
+    // The status says where they are and how many, and describe shows how to read them.
+    await waitFor(
+      async () =>
+        JSON.stringify((await api.status({ namespace, name: 'picky' }))?.status.deadLetters) ===
+          JSON.stringify({ stream: `${namespace}.picky.dlq`, count: 1 }) || 'not yet on the status',
+      'the dead letters on the status',
+    );
+    assert.match(
+      (await cli('describe', 'picky')).stdout,
+      /deadLetters:\n {2}stream: cw-[0-9a-f]+\.picky\.dlq\n {2}count: 1\n {2}show: offtake -n cw-[0-9a-f]+ deadletters picky\n/,
+    );
+
     const shown = await cli('deadletters', 'picky');
     assert.equal(shown.code, 0, shown.stderr);
     const [header, row, ...rest] = shown.stdout.trimEnd().split('\n');

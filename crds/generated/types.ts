@@ -236,6 +236,19 @@ export interface DataProductStatus {
    */
   checkpoint?: string;
   /**
+   * Events the pipeline of the build readers use could not process (an expression failed on them, or the target refused the record): the stream that holds them, with the source offset, the failing expression and the error of each (offtake deadletters <name> shows them), and how many there are.
+   */
+  deadLetters?: {
+    /**
+     * The dead-letter stream in the event log.
+     */
+    stream?: string;
+    /**
+     * Events sent to it, by the seed and the tail.
+     */
+    count?: number;
+  };
+  /**
    * The builds of the store: the one readers use and, after a spec change, the next one being seeded beside it (blue/green); readers switch to it atomically once it is seeded.
    */
   builds?: {
