@@ -483,7 +483,7 @@ export const dataProductSchema: SchemaNode = {
 
 /**
  * Printer columns for `kubectl get dataproducts`: phase, target, seeded %, lag and age; with
- * `-o wide` also placement, the Ready condition and its reason.
+ * `-o wide` also placement, the Ready condition, its reason and the dead letters.
  */
 export const printerColumns = [
   { name: 'Phase', type: 'string', jsonPath: '.status.phase', description: 'Lifecycle summary.' },
@@ -520,6 +520,13 @@ export const printerColumns = [
     type: 'string',
     jsonPath: '.status.conditions[?(@.type=="Ready")].reason',
     description: 'Why the product is (not) Ready.',
+    priority: 1,
+  },
+  {
+    name: 'Dead-Letters',
+    type: 'integer',
+    jsonPath: '.status.deadLetters.count',
+    description: 'Events the pipeline could not process (offtake deadletters <name> shows them).',
     priority: 1,
   },
 ] as const;

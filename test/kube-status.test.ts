@@ -46,7 +46,7 @@ describe('printer columns', () => {
       columns()
         .filter((c) => c.priority === 1)
         .map((c) => c.name),
-      ['Placement', 'Ready', 'Reason'],
+      ['Placement', 'Ready', 'Reason', 'Dead-Letters'],
     );
   });
 

@@ -239,7 +239,7 @@ describe('operator in Kubernetes mode, through kubectl', () => {
     assert.equal(wide.code, 0, wide.stderr);
     assert.match(
       wide.stdout,
-      /^eu-cache\s+Ready\s+redis\s+100\s+\d+\s+\S+\s+shared\s+True\s+[A-Z][A-Za-z]+\s*$/m,
+      /^eu-cache\s+Ready\s+redis\s+100\s+\d+\s+\S+\s+shared\s+True\s+[A-Z][A-Za-z]+\s+0\s*$/m,
     );
   });
 
