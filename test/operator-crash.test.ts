@@ -29,6 +29,7 @@ import {
   waitFor,
   type OrderRow,
 } from './operator-helpers.ts';
+import { freePort } from './eventlog-helpers.ts';
 import { prng } from './pipeline-helpers.ts';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/operator-process.ts', import.meta.url));
@@ -70,7 +71,21 @@ async function start(): Promise<ChildProcess> {
     });
   });
   proc.removeAllListeners('exit');
-  return proc;
+  // Answering, not only saying so: a process that dies right after its start line is reported
+  // here with what it printed, instead of as a refused connection later.
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (proc.exitCode !== null || proc.signalCode !== null) {
+      throw new Error(`the operator exited after starting (${proc.exitCode ?? proc.signalCode}): ${stderr}`);
+    }
+    const answered = await fetch(`http://127.0.0.1:${port}/healthz`).then(
+      (res) => res.ok,
+      () => false,
+    );
+    if (answered) return proc;
+    if (Date.now() > deadline) throw new Error(`the operator does not answer on port ${port}: ${stderr}`);
+    await delay(50);
+  }
 }
 
 async function kill(proc: ChildProcess): Promise<void> {
@@ -79,12 +94,12 @@ async function kill(proc: ChildProcess): Promise<void> {
   await once(proc, 'exit');
 }
 
-before(() => {
+before(async () => {
   redis = testRedis();
   pool = new pg.Pool({ connectionString: POSTGRES_URL, max: 2 });
   prefix = uniquePrefix('operator-crash');
   namespace = `cr-${randomBytes(3).toString('hex')}`;
-  port = 30000 + Math.floor(Math.random() * 20000);
+  port = await freePort();
 });
 
 after(async () => {
