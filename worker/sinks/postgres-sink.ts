@@ -82,6 +82,9 @@ const INTERNAL_TABLE_PREFIX = '_offtake';
 /** Deleted rows removed per purge statement, so no one transaction grows large. */
 const PURGE_BATCH = 10_000;
 
+/** Purge statements per call: a large backlog is worked off over several calls, never in one long stall of the tail. */
+const PURGE_RUNS = 10;
+
 /** The longest identifier Postgres keeps (NAMEDATALEN - 1). */
 const MAX_IDENTIFIER = 63;
 
@@ -468,18 +471,20 @@ export class PostgresSink implements Sink {
 
   /**
    * Deletes the rows of deleted keys whose event is older than `beforeMs` (the milliseconds of an
-   * offset, decimal), {@link PURGE_BATCH} per statement; returns how many.
+   * offset, decimal), {@link PURGE_BATCH} per statement and at most {@link PURGE_RUNS} statements
+   * (the rest goes at the next call); returns how many.
    */
   async purgeTombstones(beforeMs: string): Promise<number> {
     let purged = 0;
-    for (;;) {
+    for (let run = 0; run < PURGE_RUNS; run++) {
       const { rows } = await this.pool.query<{ purged: number }>({
         ...this.sql.purge,
         values: [beforeMs, PURGE_BATCH],
       });
       purged += rows[0].purged;
-      if (rows[0].purged < PURGE_BATCH) return purged;
+      if (rows[0].purged < PURGE_BATCH) break;
     }
+    return purged;
   }
 
   /**

@@ -62,6 +62,9 @@ const DROP_BATCH = 500;
 /** Tombstones looked at per purge script: each run holds Redis for about a millisecond. */
 const PURGE_BATCH = 1000;
 
+/** Purge scripts per call: a large backlog is worked off over several calls, never in one long stall of the tail. */
+const PURGE_RUNS = 20;
+
 /**
  * Why a record cannot be written to a redis target, or undefined when it can (see
  * `checkRecord`: key of at most 1024 bytes, valid stream and offset, storable fields). Any key
@@ -203,19 +206,21 @@ export class RedisSink implements Sink {
 
   /**
    * Deletes the tombstones of events older than `beforeMs` (the milliseconds of an offset,
-   * decimal) in runs of {@link PURGE_BATCH}, so Redis is never held long; returns how many.
+   * decimal) in runs of {@link PURGE_BATCH}, so Redis is never held long, and at most
+   * {@link PURGE_RUNS} runs (the rest goes at the next call); returns how many.
    */
   async purgeTombstones(beforeMs: string): Promise<number> {
     let purged = 0;
-    for (;;) {
+    for (let run = 0; run < PURGE_RUNS; run++) {
       const [deleted, looked] = (await this.runScript(
         REDIS_PURGE_SCRIPT,
         [this.tombstonePrefix],
         [beforeMs, PURGE_BATCH],
       )) as [number, number];
       purged += deleted;
-      if (looked < PURGE_BATCH) return purged;
+      if (looked < PURGE_BATCH) break;
     }
+    return purged;
   }
 
   private async runScript(
