@@ -12,6 +12,7 @@ import { followProducts, type ProductChange } from './product-watch.ts';
 import { isReady, progressDetail, progressView, type ProductLabel } from './progress-view.ts';
 import { showDeadLetters } from './dead-letters.ts';
 import { DEFAULT_PUBLISH_BATCH, publishFile } from './publish-file.ts';
+import { textTable } from './text-table.ts';
 
 interface GlobalOpts {
   server: string;
@@ -493,18 +494,7 @@ function table(items: Awaited<ReturnType<ApiClient['list']>>, withNamespace: boo
   ]);
   const header = [...(withNamespace ? ['NAMESPACE'] : []), 'NAME', 'PHASE', 'TARGET', 'READY', 'AGE'];
   if (rows.length === 0) return 'No DataProducts found.\n';
-  const all = [header, ...rows];
-  const widths = header.map((_, i) => Math.max(...all.map((r) => r[i].length)));
-  return (
-    all
-      .map((r) =>
-        r
-          .map((c, i) => c.padEnd(widths[i]))
-          .join('   ')
-          .trimEnd(),
-      )
-      .join('\n') + '\n'
-  );
+  return textTable(header, rows);
 }
 
 function age(timestamp: string): string {

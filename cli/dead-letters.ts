@@ -6,6 +6,7 @@
 import { stringify as toYaml } from 'yaml';
 import { deadLetterStream } from '../worker/pipeline-keys.ts';
 import { ApiError, type ApiClient, type LogEventJson } from './api-client.ts';
+import { textTable } from './text-table.ts';
 
 /** What the command shows, and how. */
 export interface DeadLetterOptions {
@@ -88,14 +89,7 @@ function table(letters: readonly LogEventJson[]): string {
         : `${data.pointer}${data.column === undefined ? '' : ` (column ${data.column})`}`;
     return [letter.time, `${data.stream ?? '?'}@${data.offset ?? '?'}`, where, oneLine(data.error ?? '')];
   });
-  const widths = header
-    .slice(0, -1)
-    .map((_, i) => Math.max(header[i].length, ...rows.map((r) => r[i].length)));
-  return (
-    [header, ...rows]
-      .map((r) => r.map((c, i) => (i < widths.length ? c.padEnd(widths[i]) : c)).join('   '))
-      .join('\n') + '\n'
-  );
+  return textTable(header, rows);
 }
 
 function oneLine(text: string): string {

@@ -72,6 +72,9 @@ export const POSTGRES_COLUMN_TYPES = [
   'jsonb',
 ] as const;
 
+/** The phases a product's status summarises itself with. */
+export const PHASES = ['Pending', 'Provisioning', 'Seeding', 'Ready', 'Failed', 'Deleting'] as const;
+
 /** Most bytes a single CEL expression may have. */
 export const MAX_EXPRESSION_LENGTH = 4096;
 
@@ -323,7 +326,7 @@ export const statusSchema: SchemaNode = {
     },
     phase: {
       type: 'string',
-      enum: ['Pending', 'Provisioning', 'Seeding', 'Ready', 'Failed', 'Deleting'],
+      enum: [...PHASES],
       description: 'A summary for humans: Pending, Provisioning, Seeding, Ready, Failed or Deleting.',
     },
     conditions: {

@@ -12,11 +12,12 @@
  * - The Node process itself (CPU, memory, event loop delay, GC), with prom-client's standard names.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { PHASES } from '../crds/dataproduct.schema.ts';
 import type { DataProductStatus } from '../crds/generated/types.ts';
 import type { ResourceStore, StoredDataProduct } from './resource-store/resource-store.ts';
 
-/** The phases a product's status can show, so each has a series even when no product is in it. */
-const PHASES = ['Pending', 'Provisioning', 'Seeding', 'Ready', 'Failed', 'Deleting'] as const;
+/** Buckets of the request and batch durations, in seconds. */
+const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10];
 
 /** Where a pipeline batch ran: seeding (replaying a chunk) or tailing. */
 export type PipelinePhase = 'seed' | 'tail';
@@ -87,7 +88,7 @@ export class OfftakeMetrics implements PipelineMetrics, EventLogMetrics, Control
       name: 'offtake_http_request_duration_seconds',
       help: 'Time to answer an HTTP request (to the end of the answer; watches and follows last long).',
       labelNames: ['method', 'route'],
-      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+      buckets: DURATION_BUCKETS,
       registers,
     });
     this.eventsAppended = new Counter({
@@ -119,7 +120,7 @@ export class OfftakeMetrics implements PipelineMetrics, EventLogMetrics, Control
       name: 'offtake_pipeline_batch_duration_seconds',
       help: 'Time to run a batch through the filter and transform and write it, by phase.',
       labelNames: ['phase'],
-      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+      buckets: DURATION_BUCKETS,
       registers,
     });
     this.reconciles = new Counter({
@@ -253,6 +254,7 @@ export class OfftakeMetrics implements PipelineMetrics, EventLogMetrics, Control
         },
       });
     gauge('offtake_dataproducts', 'DataProducts by phase.', ['phase'], (g, items) => {
+      // Every phase has a series, also when no product is in it.
       for (const phase of PHASES) g.set({ phase }, 0);
       for (const p of items) if (p.status?.phase !== undefined) g.inc({ phase: p.status.phase });
     });

@@ -1,8 +1,10 @@
 /**
- * The health endpoint of an `offtake worker`: a tiny HTTP server for Kubernetes' probes.
+ * The health endpoint of `offtake worker` and `offtake operator`: a tiny HTTP server for
+ * Kubernetes' probes and Prometheus.
  * `GET /healthz` answers 200 while the process runs (liveness); `GET /readyz` answers 200 when
  * the worker can do its work and 503 with a one-line reason when it cannot (readiness);
- * `GET /metrics` answers the worker's Prometheus metrics when it has them; anything else is 404. Plain `node:http`: two routes need no framework.
+ * `GET /metrics` answers the process's Prometheus metrics when it has them; anything else is
+ * 404. Plain `node:http`: three routes need no framework.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';

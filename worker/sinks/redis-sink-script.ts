@@ -20,7 +20,8 @@
  */
 import { createHash } from 'node:crypto';
 
-const SOURCE = `#!lua
+/** Lua comparisons both scripts use: byte-wise strings, and canonical unsigned decimals. */
+const COMPARISONS = `
 local function bytesLess(a, b)
   local n = math.min(#a, #b)
   for i = 1, n do
@@ -35,7 +36,10 @@ local function digitsLess(a, b)
   if #a <= 15 then return tonumber(a) < tonumber(b) end
   return bytesLess(a, b)
 end
+`;
 
+const SOURCE = `#!lua
+${COMPARISONS}
 local function before(ams, aseq, ast, bms, bseq, bst)
   if ams ~= bms then return digitsLess(ams, bms) end
   if aseq ~= bseq then return digitsLess(aseq, bseq) end
@@ -138,15 +142,7 @@ return #winners
  * entries looked at }: fewer looked at than asked means the purge is complete.
  */
 const PURGE_SOURCE = `#!lua
-local function digitsLess(a, b)
-  if #a ~= #b then return #a < #b end
-  for i = 1, #a do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then return x < y end
-  end
-  return false
-end
-
+${COMPARISONS}
 if redis.call('TYPE', KEYS[1])['ok'] ~= 'zset' then return { 0, 0 } end
 local entries = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 local purged = 0
